@@ -1,1 +1,264 @@
-fn main() {}
+//! `dpl`: turns Parse.ly Data Pipeline raw events into analytics tables.
+//!
+//! The binary is thin: it parses flags, loads the configuration, sets up logging, wires the
+//! stages (source -> decode -> sessionize -> sink) over bounded channels and maps errors to
+//! exit codes. The logic lives in the stage crates.
+
+mod config;
+mod run;
+mod summary;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dpl",
+    version,
+    about = "Turn Parse.ly Data Pipeline raw events into analytics tables",
+    long_about = "Turn Parse.ly Data Pipeline (DPL) raw events into a star schema: users, \
+sessions, pageviews, videoviews, content, campaigns, custom events, bot traffic and errors.\n\n\
+Start with `dpl demo`: it generates a sample and runs the whole pipeline on it, with no \
+service needed. Then `dpl run --source-dir DIR --start-date D --end-date D` on your own data.\n\n\
+Configuration comes from dpl.toml (or --config FILE), then DPL_ environment variables \
+(nested keys joined by __, e.g. DPL_SINK__KIND=postgres), then flags."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (error, warn, info, debug, trace, or a RUST_LOG-style directive).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "warn")]
+    log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read a day range of DPL objects and load the tables.
+    Run(RunArgs),
+    /// Generate a deterministic sample of realistic DPL files.
+    Gen(GenArgs),
+    /// Generate a sample into ./dpl-demo/ and run the pipeline on it (files sink).
+    Demo(DemoArgs),
+    /// Print the DDL of every table for a sink.
+    Ddl(DdlArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct RunArgs {
+    /// Configuration file (default: ./dpl.toml when present).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Root directory holding events/YYYY/MM/DD/ (source.dir).
+    #[arg(long, value_name = "DIR")]
+    source_dir: Option<PathBuf>,
+    /// First UTC day to read, YYYY-MM-DD (start_date; default: end date).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    start_date: Option<String>,
+    /// Last UTC day to read, inclusive, YYYY-MM-DD (end_date; default: yesterday).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    end_date: Option<String>,
+    /// Where rows go (sink.kind).
+    #[arg(long, value_enum)]
+    sink: Option<SinkArg>,
+    /// Output directory of the files sink (sink.out).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// PostgreSQL URL for the postgres sink, postgres://user@host:port/db (sink.pg_url).
+    #[arg(long, value_name = "URL")]
+    pg_url: Option<String>,
+    /// Warehouse schema for the tables (sink.schema).
+    #[arg(long, value_name = "NAME")]
+    schema: Option<String>,
+    /// Directory of the sessionizer checkpoint (state_dir).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SinkArg {
+    Files,
+    Postgres,
+    Redshift,
+    Null,
+}
+
+impl SinkArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            SinkArg::Files => "files",
+            SinkArg::Postgres => "postgres",
+            SinkArg::Redshift => "redshift",
+            SinkArg::Null => "null",
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct GenArgs {
+    /// Output directory (the events/YYYY/MM/DD/ layout is created under it).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Number of event lines to write (valid, duplicate and malformed together).
+    #[arg(long, default_value_t = 100_000)]
+    events: u64,
+    /// First UTC day.
+    #[arg(long, value_name = "YYYY-MM-DD", default_value = "2026-11-01")]
+    start_date: String,
+    /// Number of days.
+    #[arg(long, default_value_t = 3)]
+    days: u32,
+    /// Random seed: the same seed gives the same files, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Number of event lines to generate.
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Demo directory (data, output and state go under it; output and state are replaced).
+    #[arg(long, value_name = "DIR", default_value = "dpl-demo")]
+    dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct DdlArgs {
+    /// Which warehouse dialect to print.
+    #[arg(long, value_enum, default_value = "postgres")]
+    sink: DdlSink,
+    /// Schema name to create the tables in.
+    #[arg(long, default_value = "public")]
+    schema: String,
+    /// Column name for the configured extra_data key.
+    #[arg(long, default_value = "custom_extra_data")]
+    extra_data_column: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DdlSink {
+    Postgres,
+    Redshift,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => {
+            let config = Config::load(args.config.as_deref(), &overrides(&args))?;
+            let outcome = run::run(config).await?;
+            summary::print(&outcome);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gen(args) => {
+            let start = parse_date(&args.start_date, "--start-date")?;
+            let cfg = dpl_gen::GenConfig::new(args.events, start, args.days, args.seed);
+            let summary = dpl_gen::generate_to_dir(&cfg, &args.out)
+                .with_context(|| format!("generating into {}", args.out.display()))?;
+            println!(
+                "wrote {} objects, {} lines under {}",
+                summary.objects,
+                summary.lines,
+                args.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => demo(args).await,
+        Command::Ddl(args) => {
+            let schema = dpl_core::Schema::new(&args.extra_data_column)?;
+            let dialect = match args.sink {
+                DdlSink::Postgres => dpl_sink::Dialect::Postgres,
+                DdlSink::Redshift => dpl_sink::Dialect::Redshift,
+            };
+            print!("{}", dpl_sink::ddl(dialect, &args.schema, &schema)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn overrides(args: &RunArgs) -> Overrides {
+    Overrides {
+        source_dir: args.source_dir.clone(),
+        start_date: args.start_date.clone(),
+        end_date: args.end_date.clone(),
+        sink: args.sink.map(|s| s.as_str().to_owned()),
+        out: args.out.clone(),
+        pg_url: args.pg_url.clone(),
+        schema: args.schema.clone(),
+        state_dir: args.state_dir.clone(),
+    }
+}
+
+fn parse_date(text: &str, what: &str) -> anyhow::Result<jiff::civil::Date> {
+    text.parse::<jiff::civil::Date>()
+        .with_context(|| format!("{what} {text:?} is not a date: use YYYY-MM-DD"))
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let start = jiff::civil::date(2026, 11, 1);
+    let days = 3;
+    let data = args.dir.join("data");
+    let out = args.dir.join("out");
+    let state = args.dir.join("state");
+    for dir in [&out, &state, &data] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("clearing the previous demo in {}", dir.display()))?;
+        }
+    }
+    println!(
+        "generating {} events over {days} days into {} ...",
+        args.events,
+        data.display()
+    );
+    let cfg = dpl_gen::GenConfig::new(args.events, start, days, 1);
+    let generated = dpl_gen::generate_to_dir(&cfg, &data)?;
+    println!("wrote {} objects, {} lines\n", generated.objects, generated.lines);
+    let overrides = Overrides {
+        source_dir: Some(data),
+        start_date: Some(start.to_string()),
+        end_date: Some(start.checked_add(jiff::Span::new().days(i64::from(days) - 1))?.to_string()),
+        sink: Some("files".to_owned()),
+        out: Some(out.clone()),
+        state_dir: Some(state),
+        ..Overrides::default()
+    };
+    let config = Config::load(None, &overrides)?;
+    let outcome = run::run(config).await?;
+    summary::print(&outcome);
+    println!(
+        "\nThe tables are in {}: one folder per table of gzip CSV parts, with a `columns` file \
+and `columns.sql` to load them.",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,196 @@
+//! The `dpl` configuration: `dpl.toml` (or `--config FILE`), then `DPL_` environment
+//! variables (nested keys joined by `__`, e.g. `DPL_SINK__KIND=postgres`), then flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use dpl_decode::DecodeConfig;
+use dpl_sessionize::SessionizeConfig;
+use dpl_sink::SinkConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Deserialize;
+
+/// Top-level sections and keys; anything else in the file or the environment is an error.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "start_date",
+    "end_date",
+    "state_dir",
+    "extra_data_column",
+    "reload_changed",
+    "source",
+    "decode",
+    "sessionize",
+    "sink",
+    "pipeline",
+];
+
+/// The whole configuration. Every key has a default (SPEC.md section 7).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// First UTC delivery day to read (inclusive). Default: `end_date`.
+    pub start_date: Option<jiff::civil::Date>,
+    /// Last UTC delivery day to read (inclusive). Default: yesterday (UTC).
+    pub end_date: Option<jiff::civil::Date>,
+    /// Where the sessionizer keeps its checkpoint between runs.
+    pub state_dir: PathBuf,
+    /// Column name for the configured `extra_data` key (default `custom_extra_data`).
+    pub extra_data_column: String,
+    /// Reload objects whose ETag changed since they were loaded, instead of stopping.
+    pub reload_changed: bool,
+    pub source: SourceConfig,
+    pub decode: DecodeConfig,
+    pub sessionize: SessionizeConfig,
+    pub sink: SinkConfig,
+    pub pipeline: PipelineConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            start_date: None,
+            end_date: None,
+            state_dir: PathBuf::from("dpl-state"),
+            extra_data_column: "custom_extra_data".to_owned(),
+            reload_changed: false,
+            source: SourceConfig::default(),
+            decode: DecodeConfig::default(),
+            sessionize: SessionizeConfig::default(),
+            sink: SinkConfig::default(),
+            pipeline: PipelineConfig::default(),
+        }
+    }
+}
+
+/// Where the raw DPL objects are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// `local` (a directory with the `events/YYYY/MM/DD/` layout).
+    pub kind: SourceKind,
+    /// Root directory of the `local` source (holds `events/`).
+    pub dir: PathBuf,
+    /// Objects fetched at once.
+    pub concurrency: usize,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig { kind: SourceKind::Local, dir: PathBuf::from("."), concurrency: 8 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Local,
+}
+
+/// Parallelism and buffering between stages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Decode workers (default: the machine's cores).
+    pub decode_workers: usize,
+    /// Capacity of each channel between stages, in batches.
+    pub channel_batches: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            decode_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            channel_batches: 16,
+        }
+    }
+}
+
+/// Values given on the command line; each one overrides file and environment.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub source_dir: Option<PathBuf>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub sink: Option<String>,
+    pub out: Option<PathBuf>,
+    pub pg_url: Option<String>,
+    pub schema: Option<String>,
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the configuration. `file`: an explicit `--config` (must exist); otherwise
+    /// `dpl.toml` in the working directory when present.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::new();
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!("config file {} not found", path.display());
+                }
+                fig = fig.merge(Toml::file(path));
+            }
+            None => {
+                if Path::new("dpl.toml").is_file() {
+                    fig = fig.merge(Toml::file("dpl.toml"));
+                }
+            }
+        }
+        fig = fig.merge(Env::prefixed("DPL_").split("__").filter(|k| {
+            let top = k.as_str().split('.').next().unwrap_or("");
+            TOP_LEVEL_KEYS.contains(&top)
+        }));
+        let o = overrides;
+        let mut set = |key: &str, v: Option<String>| {
+            if let Some(v) = v {
+                fig = std::mem::take(&mut fig).merge(Serialized::global(key, v));
+            }
+        };
+        set("source.dir", o.source_dir.as_ref().map(|p| p.display().to_string()));
+        set("start_date", o.start_date.clone());
+        set("end_date", o.end_date.clone());
+        set("sink.kind", o.sink.clone());
+        set("sink.out", o.out.as_ref().map(|p| p.display().to_string()));
+        set("sink.pg_url", o.pg_url.clone());
+        set("sink.schema", o.schema.clone());
+        set("state_dir", o.state_dir.as_ref().map(|p| p.display().to_string()));
+        let config: Config = fig.extract().map_err(|e| {
+            // figment names the key path and the accepted values; one line per error.
+            let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            anyhow::anyhow!("invalid configuration: {}", lines.join("; "))
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.pipeline.decode_workers == 0 {
+            bail!("invalid configuration: pipeline.decode_workers must be at least 1");
+        }
+        if self.pipeline.channel_batches == 0 {
+            bail!("invalid configuration: pipeline.channel_batches must be at least 1");
+        }
+        if self.source.concurrency == 0 {
+            bail!("invalid configuration: source.concurrency must be at least 1");
+        }
+        let (start, end) = self.day_range_bounds();
+        if start > end {
+            bail!("invalid configuration: start_date {start} is after end_date {end}");
+        }
+        Ok(())
+    }
+
+    /// The inclusive day range to read: defaults as documented on the fields.
+    pub fn day_range_bounds(&self) -> (jiff::civil::Date, jiff::civil::Date) {
+        let end = self.end_date.unwrap_or_else(|| {
+            let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+            today.yesterday().unwrap_or(today)
+        });
+        (self.start_date.unwrap_or(end), end)
+    }
+
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.state_dir.join("checkpoint.bin")
+    }
+}

@@ -1,0 +1,58 @@
+//! Configuration of the sessionizer (SPEC.md section 7 defaults).
+
+use jiff::SignedDuration;
+use serde::Deserialize;
+
+/// Settings of sessions, users, labels and state windows. Every field has the SPEC.md
+/// section 7 default.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionizeConfig {
+    /// Idle gap that ends a session; a gap exactly this long does not split (default 30m).
+    pub idle_timeout: SignedDuration,
+    /// How far behind the largest `ts_action` seen an event may arrive and still be
+    /// sessionized on time (default 1h); older ones are stragglers.
+    pub allowed_lateness: SignedDuration,
+    /// How long event ids are remembered for dedupe, measured in `ts_action` (default 48h).
+    pub dedupe_window: SignedDuration,
+    /// IANA name of the reporting time zone (default America/New_York).
+    pub timezone: String,
+    /// Lifetime pageviews that make a visitor `Loyalty` (default 100).
+    pub loyalty_pageviews: i64,
+    /// Pageviews within the rolling window that make a visitor rolling-`Loyalty` (default 30).
+    pub rolling_loyalty_pageviews: i64,
+    /// Length of the rolling loyalty window in days (default 30).
+    pub rolling_window_days: i64,
+    /// Engaged seconds above which a pageview is a `Read` (default 15).
+    pub skim_seconds: i64,
+    /// Engaged seconds above which a pageview is a `Deep Read` (default 40).
+    pub deep_read_seconds: i64,
+    /// Video seconds above which a videoview is a `Watch` (default 15).
+    pub video_skim_seconds: i64,
+    /// Video seconds above which a videoview is a `Deep Watch` (default 60).
+    pub video_deep_watch_seconds: i64,
+    /// Days of per-visitor daily activity kept in state for `parsely_user_daily` (default 35).
+    pub daily_retention_days: i64,
+    /// Rows per emitted RowBatch (default 2048).
+    pub batch_rows: usize,
+}
+
+impl Default for SessionizeConfig {
+    fn default() -> Self {
+        SessionizeConfig {
+            idle_timeout: SignedDuration::from_mins(30),
+            allowed_lateness: SignedDuration::from_hours(1),
+            dedupe_window: SignedDuration::from_hours(48),
+            timezone: "America/New_York".to_owned(),
+            loyalty_pageviews: 100,
+            rolling_loyalty_pageviews: 30,
+            rolling_window_days: 30,
+            skim_seconds: 15,
+            deep_read_seconds: 40,
+            video_skim_seconds: 15,
+            video_deep_watch_seconds: 60,
+            daily_retention_days: 35,
+            batch_rows: 2048,
+        }
+    }
+}
