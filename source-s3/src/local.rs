@@ -36,18 +36,29 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ObjectMeta>) -> Result<(), E
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(Error::List { path: dir.to_owned(), source }),
+        Err(source) => {
+            return Err(Error::List {
+                path: dir.to_owned(),
+                source,
+            });
+        }
     };
     for entry in entries {
-        let entry = entry.map_err(|source| Error::List { path: dir.to_owned(), source })?;
+        let entry = entry.map_err(|source| Error::List {
+            path: dir.to_owned(),
+            source,
+        })?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
-            return Err(Error::BadName { key: format!("{key_prefix}{}", name.to_string_lossy()) });
+            return Err(Error::BadName {
+                key: format!("{key_prefix}{}", name.to_string_lossy()),
+            });
         };
         let key = format!("{key_prefix}{name}");
-        let meta = entry
-            .metadata()
-            .map_err(|source| Error::List { path: entry.path(), source })?;
+        let meta = entry.metadata().map_err(|source| Error::List {
+            path: entry.path(),
+            source,
+        })?;
         if meta.is_dir() {
             walk(&entry.path(), &format!("{key}/"), out)?;
         } else if meta.is_file() {
@@ -56,7 +67,11 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<ObjectMeta>) -> Result<(), E
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos());
-            out.push(ObjectMeta { etag: format!("{}-{mtime}", meta.len()), key, size: meta.len() });
+            out.push(ObjectMeta {
+                etag: format!("{}-{mtime}", meta.len()),
+                key,
+                size: meta.len(),
+            });
         }
     }
     Ok(())
@@ -78,7 +93,10 @@ impl Source for LocalSource {
         });
         match task.await {
             Ok(r) => r,
-            Err(e) => Err(Error::List { path: self.root.clone(), source: std::io::Error::other(e) }),
+            Err(e) => Err(Error::List {
+                path: self.root.clone(),
+                source: std::io::Error::other(e),
+            }),
         }
     }
 
@@ -87,7 +105,10 @@ impl Source for LocalSource {
         tokio::fs::read(&path)
             .await
             .map(bytes::Bytes::from)
-            .map_err(|source| Error::Read { key: object.key.clone(), source })
+            .map_err(|source| Error::Read {
+                key: object.key.clone(),
+                source,
+            })
     }
 }
 
@@ -118,7 +139,13 @@ mod tests {
             start: jiff::civil::date(2026, 11, 1),
             end: jiff::civil::date(2026, 11, 2),
         };
-        let keys: Vec<_> = src.list(range).await.unwrap().into_iter().map(|o| o.key).collect();
+        let keys: Vec<_> = src
+            .list(range)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         assert_eq!(
             keys,
             [
@@ -135,7 +162,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_root_says_what_to_do() {
-        let err = LocalSource::new("/nonexistent/dpl").unwrap_err().to_string();
+        let err = LocalSource::new("/nonexistent/dpl")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--source-dir"), "{err}");
     }
 }

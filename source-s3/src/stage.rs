@@ -32,8 +32,14 @@ pub async fn read_objects<S: Source>(
     while let Some((i, meta, bytes)) = fetches.next().await {
         let bytes = bytes.map_err(ReadError::Source)?;
         let id = u32::try_from(i).map_err(|_| ReadError::Pipeline(Error::Closed))?;
-        let raw = RawObject { id, key: meta.key.as_str().into(), bytes };
-        tx.send(raw).await.map_err(|_| ReadError::Pipeline(Error::Closed))?;
+        let raw = RawObject {
+            id,
+            key: meta.key.as_str().into(),
+            bytes,
+        };
+        tx.send(raw)
+            .await
+            .map_err(|_| ReadError::Pipeline(Error::Closed))?;
         on_fetched(&meta);
     }
     Ok(())
