@@ -1,5 +1,6 @@
-//! Sources of DPL objects: the `local` directory source, and the stage that fetches objects
-//! with bounded concurrency and hands them to the decoders in key order.
+//! Sources of DPL objects: the `local` directory source, the `s3` source ([`S3Source`]:
+//! paginated listing, retries with backoff, resumable bodies), and the stage that fetches
+//! objects with bounded concurrency and hands them to the decoders in key order.
 //!
 //! A source lists the objects under the `events/YYYY/MM/DD/` prefixes of a day range and
 //! fetches whole objects as stored (gzip or plain). It does not decompress or parse (that is

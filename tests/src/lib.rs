@@ -28,7 +28,11 @@ pub fn dpl_bin() -> &'static Path {
         let bin = profile_dir.join("dpl");
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "dpl-pipeline", "--bin", "dpl"])
-            .args(if profile_dir.ends_with("release") { &["--release"][..] } else { &[][..] })
+            .args(if profile_dir.ends_with("release") {
+                &["--release"][..]
+            } else {
+                &[][..]
+            })
             .status()
             .expect("running cargo build for the dpl binary");
         assert!(status.success(), "cargo build of dpl failed");
@@ -82,8 +86,15 @@ impl TestSchema {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let name = format!("dpl_e2e_{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000);
-        client.batch_execute(&format!("CREATE SCHEMA \"{name}\"")).await.unwrap();
+        let name = format!(
+            "dpl_e2e_{tag}_{}_{}",
+            std::process::id(),
+            nanos % 1_000_000_000
+        );
+        client
+            .batch_execute(&format!("CREATE SCHEMA \"{name}\""))
+            .await
+            .unwrap();
         TestSchema { name }
     }
     pub async fn drop(self, client: &tokio_postgres::Client) {
@@ -101,8 +112,11 @@ pub fn sink_tables(out: &Path) -> Vec<(String, Vec<String>)> {
         let entry = entry.unwrap();
         let cols = entry.path().join("columns");
         if entry.file_type().unwrap().is_dir() && cols.exists() {
-            let columns =
-                std::fs::read_to_string(cols).unwrap().lines().map(str::to_owned).collect();
+            let columns = std::fs::read_to_string(cols)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
             tables.push((entry.file_name().to_string_lossy().into_owned(), columns));
         }
     }
@@ -152,7 +166,10 @@ pub async fn copy_csv(
 /// Row count of a table.
 pub async fn count(client: &tokio_postgres::Client, schema: &str, table: &str) -> i64 {
     client
-        .query_one(&format!("SELECT count(*) FROM \"{schema}\".\"{table}\""), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM \"{schema}\".\"{table}\""),
+            &[],
+        )
         .await
         .unwrap()
         .get(0)
@@ -161,8 +178,65 @@ pub async fn count(client: &tokio_postgres::Client, schema: &str, table: &str) -
 /// Every row of a table as text, sorted: for comparing whole tables.
 pub async fn dump(client: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<String> {
     let rows = client
-        .query(&format!("SELECT t::text FROM \"{schema}\".\"{table}\" t ORDER BY 1"), &[])
+        .query(
+            &format!("SELECT t::text FROM \"{schema}\".\"{table}\" t ORDER BY 1"),
+            &[],
+        )
         .await
         .unwrap();
     rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Loads a files-sink output into `schema` the way the warehouse loaders merge: run by run in
+/// run-id order, each run's rows replacing the rows with the same primary key, the first
+/// row of a key within a run winning. Tables must exist (from `dpl ddl`).
+pub async fn load_merged(client: &tokio_postgres::Client, schema: &str, out: &Path) {
+    for (table, columns) in sink_tables(out) {
+        let t = dpl_core::Table::ALL
+            .into_iter()
+            .find(|t| t.name() == table)
+            .unwrap_or_else(|| panic!("unknown table dir {table}"));
+        let pk: Vec<String> = t.primary_key().iter().map(|c| format!("\"{c}\"")).collect();
+        let pk = pk.join(",");
+        let cols: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let cols = cols.join(",");
+        let mut runs: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+        for part in parts(&out.join(&table)) {
+            let name = part.file_name().unwrap().to_string_lossy().into_owned();
+            let run = name
+                .strip_prefix("part-")
+                .and_then(|r| r.rsplit_once('-'))
+                .map(|(run, _)| run.to_owned())
+                .unwrap_or_else(|| panic!("unexpected part name {name}"));
+            runs.entry(run).or_default().push(part);
+        }
+        for (_, parts) in runs {
+            client
+                .batch_execute(&format!(
+                    "DROP TABLE IF EXISTS stg; CREATE TEMP TABLE stg (LIKE \"{schema}\".\"{table}\");
+                     ALTER TABLE stg ADD COLUMN dpl_ord BIGSERIAL"
+                ))
+                .await
+                .unwrap();
+            for part in parts {
+                copy_csv(client, "pg_temp", "stg", &columns, gunzip(&part)).await;
+            }
+            client
+                .batch_execute(&format!(
+                    "DELETE FROM \"{schema}\".\"{table}\" t USING stg s WHERE ({}) = ({});
+                     INSERT INTO \"{schema}\".\"{table}\" ({cols})
+                       SELECT {cols} FROM (SELECT DISTINCT ON ({pk}) * FROM stg
+                                           ORDER BY {pk}, dpl_ord) d",
+                    prefixed("t", t.primary_key()),
+                    prefixed("s", t.primary_key()),
+                ))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn prefixed(alias: &str, cols: &[&str]) -> String {
+    let v: Vec<String> = cols.iter().map(|c| format!("{alias}.\"{c}\"")).collect();
+    v.join(",")
 }

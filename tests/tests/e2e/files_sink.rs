@@ -16,15 +16,32 @@ async fn files_sink_output_loads_into_postgres_with_the_generated_counts() {
     let stdout = dpl_ok(
         root,
         &[
-            "run", "--source-dir", "data", "--start-date", START, "--end-date", END, "--sink",
-            "files", "--out", "out", "--state-dir", "state",
+            "run",
+            "--source-dir",
+            "data",
+            "--start-date",
+            START,
+            "--end-date",
+            END,
+            "--sink",
+            "files",
+            "--out",
+            "out",
+            "--state-dir",
+            "state",
         ],
     );
-    assert!(stdout.contains("events: pageview"), "no summary in:\n{stdout}");
+    assert!(
+        stdout.contains("events: pageview"),
+        "no summary in:\n{stdout}"
+    );
 
     let client = pg().await;
     let schema = TestSchema::create(&client, "files").await;
-    let ddl = dpl_ok(root, &["ddl", "--sink", "postgres", "--schema", &schema.name]);
+    let ddl = dpl_ok(
+        root,
+        &["ddl", "--sink", "postgres", "--schema", &schema.name],
+    );
     client.batch_execute(&ddl).await.unwrap();
     let tables = sink_tables(&root.join("out"));
     assert!(tables.len() >= 11, "tables written: {tables:?}");
@@ -36,8 +53,14 @@ async fn files_sink_output_loads_into_postgres_with_the_generated_counts() {
     let s = &schema.name;
     let errors: u64 = expected.errors.values().sum();
     assert_eq!(count(&client, s, "parsely_errors").await as u64, errors);
-    assert_eq!(count(&client, s, "parsely_bot_traffic").await as u64, expected.bots);
-    assert_eq!(count(&client, s, "parsely_custom_events").await as u64, expected.custom);
+    assert_eq!(
+        count(&client, s, "parsely_bot_traffic").await as u64,
+        expected.bots
+    );
+    assert_eq!(
+        count(&client, s, "parsely_custom_events").await as u64,
+        expected.custom
+    );
     let real_pageviews: i64 = client
         .query_one(
             &format!("SELECT count(*) FROM \"{s}\".parsely_pageviews WHERE pageview_counter = 1"),
@@ -58,18 +81,35 @@ async fn files_sink_output_loads_into_postgres_with_the_generated_counts() {
         .unwrap()
         .get(0);
     assert_eq!(real_videoviews as u64, expected.videostarts);
-    assert_eq!(count(&client, s, "parsely_users").await as u64, expected.visitors);
+    assert_eq!(
+        count(&client, s, "parsely_users").await as u64,
+        expected.visitors
+    );
     schema.drop(&client).await;
 
     // A second run over the same days finds every object in the ledger and loads nothing.
     let again = dpl_ok(
         root,
         &[
-            "run", "--source-dir", "data", "--start-date", START, "--end-date", END, "--sink",
-            "files", "--out", "out", "--state-dir", "state",
+            "run",
+            "--source-dir",
+            "data",
+            "--start-date",
+            START,
+            "--end-date",
+            END,
+            "--sink",
+            "files",
+            "--out",
+            "out",
+            "--state-dir",
+            "state",
         ],
     );
-    assert!(again.contains(&format!("{} already loaded, 0 read", expected.objects)), "{again}");
+    assert!(
+        again.contains(&format!("{} already loaded, 0 read", expected.objects)),
+        "{again}"
+    );
 }
 
 #[test]
@@ -85,7 +125,10 @@ fn a_bad_config_names_the_key_and_the_accepted_values() {
     std::fs::write(dir.path().join("dpl.toml"), "idle_timeot = \"5m\"\n").unwrap();
     let out = dpl(dir.path(), &["run"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("idle_timeot"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("idle_timeot"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -94,8 +137,19 @@ fn gen_cli_is_deterministic() {
     for sub in ["a", "b"] {
         dpl_ok(
             dir.path(),
-            &["gen", "--out", sub, "--events", "3000", "--start-date", START, "--days", "2",
-              "--seed", "5"],
+            &[
+                "gen",
+                "--out",
+                sub,
+                "--events",
+                "3000",
+                "--start-date",
+                START,
+                "--days",
+                "2",
+                "--seed",
+                "5",
+            ],
         );
     }
     let list = |sub: &str| {
