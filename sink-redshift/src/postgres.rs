@@ -1,0 +1,418 @@
+//! The PostgreSQL loader: `COPY FROM STDIN` into temporary staging tables, then one
+//! transaction that replaces target rows by primary key and writes the ledger.
+//!
+//! A run holds one dedicated connection (not returned to the pool) with one open
+//! transaction from `begin` to `commit`. Dropping the loader, an error, or a new `begin`
+//! before `commit` rolls the transaction back (closing the connection makes the server roll
+//! it back too), so a run either changes everything or nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bb8::Pool;
+use bb8_postgres::PostgresConnectionManager;
+use bytes::Bytes;
+use dpl_core::{RowBatch, Schema, Table};
+use futures_util::{SinkExt as _, pin_mut};
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::SinkConfig;
+use crate::csv::{CsvEncoder, Dialect};
+use crate::error::Error;
+use crate::sink::{LoadStats, RunRecord, unique_objects, utc_micros};
+use crate::sql::{self, ORD, column_list, qualified, quote_ident, sql_type, staging_name};
+
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// Bytes per `CopyData` message.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Loads runs into a PostgreSQL schema. See the module docs.
+pub struct PostgresLoader {
+    pool: Pool<Manager>,
+    schema: Arc<Schema>,
+    schema_name: String,
+    view: sql::ViewOptions,
+    run: Option<Box<PgRun>>,
+}
+
+impl std::fmt::Debug for PostgresLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresLoader")
+            .field("schema_name", &self.schema_name)
+            .field("run", &self.run.as_ref().map(|r| &r.run_id))
+            .finish_non_exhaustive()
+    }
+}
+
+struct PgRun {
+    run_id: String,
+    /// A dedicated connection inside `BEGIN`; dropping it ends the session, which rolls the
+    /// transaction back on the server.
+    client: Client,
+    encoder: CsvEncoder,
+    buf: Vec<u8>,
+    /// Rows copied into each staging table, indexed by `Table as usize`.
+    staged: [u64; Table::ALL.len()],
+}
+
+impl PostgresLoader {
+    pub(crate) async fn open(
+        config: &SinkConfig,
+        schema: Arc<Schema>,
+    ) -> Result<PostgresLoader, Error> {
+        let url = config.pg_url.as_deref().unwrap_or_default();
+        let manager = Manager::new_from_stringlike(url, NoTls)
+            .map_err(|e| Error::Config(format!("sink.pg_url is not a PostgreSQL URL: {e}")))?;
+        // One direct connection first, so a wrong URL or a database that is down reports
+        // the server's reason instead of a pool timeout.
+        let first = bb8::ManageConnection::connect(&manager)
+            .await
+            .map_err(Error::pg("connect"))?;
+        let pool = Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(Duration::from_secs(30))
+            .build_unchecked(manager);
+        if pool.add(first).is_err() {
+            tracing::debug!("pool full; the first connection is dropped");
+        }
+        let loader = PostgresLoader {
+            pool,
+            schema,
+            schema_name: config.schema.clone(),
+            view: config.view.clone(),
+            run: None,
+        };
+        loader.create_objects().await?;
+        Ok(loader)
+    }
+
+    /// Creates the schema, tables, ledger and view if missing and adds missing columns, in
+    /// one transaction serialized by an advisory lock on the schema name.
+    async fn create_objects(&self) -> Result<(), Error> {
+        let mut conn = self.pool.get().await.map_err(Error::pool("connect"))?;
+        let tx = conn.transaction().await.map_err(Error::pg("begin ddl"))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('dpl_ddl_' || $1::text))",
+            &[&self.schema_name],
+        )
+        .await
+        .map_err(Error::pg("lock schema for ddl"))?;
+        let mut script = format!(
+            "CREATE SCHEMA IF NOT EXISTS {};\n",
+            quote_ident(&self.schema_name)
+        );
+        for t in Table::ALL {
+            script.push_str(&sql::create_table(
+                Dialect::Postgres,
+                &self.schema_name,
+                &self.schema,
+                t,
+            ));
+        }
+        script.push_str(&sql::create_ledger(Dialect::Postgres, &self.schema_name));
+        tx.batch_execute(&script)
+            .await
+            .map_err(Error::pg("create tables"))?;
+
+        let rows = tx
+            .query(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1",
+                &[&self.schema_name],
+            )
+            .await
+            .map_err(Error::pg("read existing columns"))?;
+        let existing: std::collections::HashSet<(String, String)> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for t in Table::ALL {
+            for c in self.schema.columns(t) {
+                if !existing.contains(&(t.name().to_owned(), c.name.clone())) {
+                    tracing::info!(table = t.name(), column = %c.name, "adding column");
+                    let stmt = format!(
+                        "ALTER TABLE {} ADD COLUMN {} {}",
+                        qualified(&self.schema_name, t.name()),
+                        quote_ident(&c.name),
+                        sql_type(c.ty)
+                    );
+                    tx.batch_execute(&stmt).await.map_err(Error::pg(format!(
+                        "add column {}.{}",
+                        t.name(),
+                        c.name
+                    )))?;
+                }
+            }
+        }
+
+        let view = sql::create_view(
+            Dialect::Postgres,
+            &self.schema_name,
+            &self.schema,
+            &self.view,
+        )?;
+        // CREATE OR REPLACE VIEW cannot reorder columns; a new users column in the middle
+        // needs the view dropped and made again.
+        tx.batch_execute("SAVEPOINT dpl_view")
+            .await
+            .map_err(Error::pg("create view"))?;
+        if tx.batch_execute(&view).await.is_err() {
+            let drop = format!(
+                "ROLLBACK TO SAVEPOINT dpl_view; DROP VIEW IF EXISTS {};",
+                qualified(&self.schema_name, sql::USERS_CURRENT)
+            );
+            tx.batch_execute(&drop)
+                .await
+                .map_err(Error::pg("drop view"))?;
+            tx.batch_execute(&view)
+                .await
+                .map_err(Error::pg("create view"))?;
+        }
+        tx.commit().await.map_err(Error::pg("commit ddl"))
+    }
+
+    pub(crate) async fn loaded_objects(&self) -> Result<HashMap<String, String>, Error> {
+        let conn = self.pool.get().await.map_err(Error::pool("connect"))?;
+        let q = format!(
+            "SELECT object_key, etag FROM {}",
+            qualified(&self.schema_name, sql::LOADED_OBJECTS)
+        );
+        let rows = conn
+            .query(&q, &[])
+            .await
+            .map_err(Error::pg("read ledger"))?;
+        rows.iter()
+            .map(|r| {
+                let k: Option<String> = r.try_get(0).map_err(Error::pg("read ledger"))?;
+                let e: Option<String> = r.try_get(1).map_err(Error::pg("read ledger"))?;
+                Ok((k.unwrap_or_default(), e.unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn begin(&mut self, run_id: &str) -> Result<(), Error> {
+        if let Some(old) = self.run.take() {
+            old.rollback().await;
+        }
+        let client = self
+            .pool
+            .dedicated_connection()
+            .await
+            .map_err(Error::pg("connect"))?;
+        let mut script = String::from("BEGIN;\n");
+        for t in Table::ALL {
+            let stg = quote_ident(&staging_name(t));
+            script.push_str(&format!(
+                "CREATE TEMP TABLE {stg} (LIKE {}) ON COMMIT DROP;\n\
+                 ALTER TABLE {stg} ADD COLUMN {ORD} BIGSERIAL",
+                qualified(&self.schema_name, t.name())
+            ));
+            // Keys may be NULL in staging; such rows are counted and skipped at merge.
+            for k in t.primary_key() {
+                script.push_str(&format!(", ALTER COLUMN {} DROP NOT NULL", quote_ident(k)));
+            }
+            script.push_str(";\n");
+        }
+        client
+            .batch_execute(&script)
+            .await
+            .map_err(Error::pg("create staging tables"))?;
+        self.run = Some(Box::new(PgRun {
+            run_id: run_id.to_owned(),
+            client,
+            encoder: CsvEncoder::new(Dialect::Postgres),
+            buf: Vec::with_capacity(1 << 16),
+            staged: [0; Table::ALL.len()],
+        }));
+        Ok(())
+    }
+
+    pub(crate) async fn write(&mut self, batch: RowBatch) -> Result<(), Error> {
+        let run = self
+            .run
+            .as_mut()
+            .ok_or(Error::State("write before begin"))?;
+        let result = run.copy(&self.schema, &batch).await;
+        if result.is_err() {
+            // The transaction is unusable now: discard the run.
+            if let Some(run) = self.run.take() {
+                run.rollback().await;
+            }
+        }
+        result
+    }
+
+    pub(crate) async fn commit(&mut self, record: &RunRecord) -> Result<LoadStats, Error> {
+        let mut run = self.run.take().ok_or(Error::State("commit before begin"))?;
+        if run.run_id != record.run_id {
+            run.rollback().await;
+            return Err(Error::State("commit of a run id other than the one begun"));
+        }
+        match run.merge(&self.schema_name, &self.schema, record).await {
+            Ok(stats) => Ok(stats),
+            Err(e) => {
+                run.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl PgRun {
+    async fn copy(&mut self, schema: &Schema, batch: &RowBatch) -> Result<(), Error> {
+        let columns = schema.columns(batch.table);
+        self.buf.clear();
+        let n = self.encoder.encode_batch(columns, batch, &mut self.buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let name = batch.table.name();
+        let stmt = format!(
+            "COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+            quote_ident(&staging_name(batch.table)),
+            column_list(columns)
+        );
+        let sink = self
+            .client
+            .copy_in::<_, Bytes>(&stmt)
+            .await
+            .map_err(Error::pg(format!("copy into staging {name}")))?;
+        pin_mut!(sink);
+        for chunk in self.buf.chunks(COPY_CHUNK) {
+            sink.send(Bytes::copy_from_slice(chunk))
+                .await
+                .map_err(Error::pg(format!("copy into staging {name}")))?;
+        }
+        let copied = sink
+            .finish()
+            .await
+            .map_err(Error::pg(format!("copy into staging {name}")))?;
+        if let Some(s) = self.staged.get_mut(batch.table as usize) {
+            *s += copied;
+        }
+        Ok(())
+    }
+
+    async fn merge(
+        &mut self,
+        schema_name: &str,
+        schema: &Schema,
+        record: &RunRecord,
+    ) -> Result<LoadStats, Error> {
+        let mut stats = LoadStats::default();
+        for t in Table::ALL {
+            let staged = self.staged.get(t as usize).copied().unwrap_or(0);
+            if staged == 0 {
+                continue;
+            }
+            let name = t.name();
+            let stg = quote_ident(&staging_name(t));
+            self.client
+                .batch_execute(&format!("ANALYZE {stg}"))
+                .await
+                .map_err(Error::pg(format!("analyze staging {name}")))?;
+            let null_cond = t
+                .primary_key()
+                .iter()
+                .map(|k| format!("{} IS NULL", quote_ident(k)))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let nulls: i64 = self
+                .client
+                .query_one(
+                    &format!("SELECT count(*) FROM {stg} WHERE {null_cond}"),
+                    &[],
+                )
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(Error::pg(format!("count null keys of {name}")))?;
+            let [delete, insert] =
+                sql::merge_statements(Dialect::Postgres, schema_name, t, &stg, schema.columns(t));
+            self.client
+                .execute(&delete, &[])
+                .await
+                .map_err(Error::pg(format!("delete replaced rows of {name}")))?;
+            let inserted = self
+                .client
+                .execute(&insert, &[])
+                .await
+                .map_err(Error::pg(format!("insert rows of {name}")))?;
+            let nulls = u64::try_from(nulls).unwrap_or(0);
+            stats.rows.insert(t, inserted);
+            let dups = staged.saturating_sub(nulls).saturating_sub(inserted);
+            if dups > 0 {
+                stats.duplicate_keys.insert(t, dups);
+            }
+            if nulls > 0 {
+                stats.null_keys.insert(t, nulls);
+            }
+        }
+        self.write_ledger(schema_name, record).await?;
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(Error::pg("commit"))?;
+        stats.add_encode(&self.encoder.take_stats());
+        Ok(stats)
+    }
+
+    async fn write_ledger(&self, schema_name: &str, record: &RunRecord) -> Result<(), Error> {
+        let mut finished = String::new();
+        dpl_core::write_ts(&mut finished, utc_micros(record.finished_at));
+        let mut started = String::new();
+        dpl_core::write_ts(&mut started, utc_micros(record.started_at));
+        let objects = unique_objects(&record.objects);
+        let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+        let etags: Vec<&str> = objects.iter().map(|o| o.etag.as_str()).collect();
+        let sizes: Vec<i64> = objects
+            .iter()
+            .map(|o| i64::try_from(o.size).unwrap_or(i64::MAX))
+            .collect();
+        let events: Vec<i64> = objects
+            .iter()
+            .map(|o| i64::try_from(o.events).unwrap_or(i64::MAX))
+            .collect();
+        let upsert = format!(
+            "INSERT INTO {} (object_key, etag, size_bytes, events, run_id, loaded_at) \
+             SELECT k, e, s, n, $5::text, $6::text::timestamp \
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS x(k, e, s, n) \
+             ON CONFLICT (object_key) DO UPDATE SET etag = EXCLUDED.etag, \
+             size_bytes = EXCLUDED.size_bytes, events = EXCLUDED.events, \
+             run_id = EXCLUDED.run_id, loaded_at = EXCLUDED.loaded_at",
+            qualified(schema_name, sql::LOADED_OBJECTS)
+        );
+        self.client
+            .execute(
+                &upsert,
+                &[&keys, &etags, &sizes, &events, &record.run_id, &finished],
+            )
+            .await
+            .map_err(Error::pg("write dpl_loaded_objects"))?;
+        let n_objects = i64::try_from(objects.len()).unwrap_or(i64::MAX);
+        let runs = format!(
+            "INSERT INTO {} (run_id, started_at, finished_at, objects, summary) \
+             VALUES ($1::text, $2::text::timestamp, $3::text::timestamp, $4::bigint, $5::text) \
+             ON CONFLICT (run_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
+             finished_at = EXCLUDED.finished_at, objects = EXCLUDED.objects, \
+             summary = EXCLUDED.summary",
+            qualified(schema_name, sql::RUNS)
+        );
+        // PostgreSQL text cannot hold NUL.
+        let summary = record.summary_json.replace('\0', "");
+        self.client
+            .execute(
+                &runs,
+                &[&record.run_id, &started, &finished, &n_objects, &summary],
+            )
+            .await
+            .map_err(Error::pg("write dpl_runs"))?;
+        Ok(())
+    }
+
+    /// Best effort: the server rolls back anyway when the connection closes on drop.
+    async fn rollback(self) {
+        if let Err(e) = self.client.batch_execute("ROLLBACK").await {
+            tracing::debug!(error = %e, "rollback failed; the connection closes anyway");
+        }
+    }
+}
