@@ -23,6 +23,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "sessionize",
     "sink",
     "pipeline",
+    "metrics",
 ];
 
 /// The whole configuration. Every key has a default (SPEC.md section 7).
@@ -44,6 +45,15 @@ pub struct Config {
     pub sessionize: SessionizeConfig,
     pub sink: SinkConfig,
     pub pipeline: PipelineConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to serve `/metrics` on, e.g. `127.0.0.1:9898` (default: not served).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -59,6 +69,7 @@ impl Default for Config {
             sessionize: SessionizeConfig::default(),
             sink: SinkConfig::default(),
             pipeline: PipelineConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -67,17 +78,24 @@ impl Default for Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
-    /// `local` (a directory with the `events/YYYY/MM/DD/` layout).
+    /// `local` (a directory with the `events/YYYY/MM/DD/` layout) or `s3`.
     pub kind: SourceKind,
     /// Root directory of the `local` source (holds `events/`).
     pub dir: PathBuf,
     /// Objects fetched at once.
     pub concurrency: usize,
+    /// The `s3` source: bucket, prefix, region, endpoint, credentials, retries.
+    pub s3: dpl_source::S3Config,
 }
 
 impl Default for SourceConfig {
     fn default() -> Self {
-        SourceConfig { kind: SourceKind::Local, dir: PathBuf::from("."), concurrency: 8 }
+        SourceConfig {
+            kind: SourceKind::Local,
+            dir: PathBuf::from("."),
+            concurrency: 8,
+            s3: dpl_source::S3Config::default(),
+        }
     }
 }
 
@@ -85,6 +103,7 @@ impl Default for SourceConfig {
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Local,
+    S3,
 }
 
 /// Parallelism and buffering between stages.
@@ -147,20 +166,36 @@ impl Config {
                 fig = std::mem::take(&mut fig).merge(Serialized::global(key, v));
             }
         };
-        set("source.dir", o.source_dir.as_ref().map(|p| p.display().to_string()));
+        set(
+            "source.dir",
+            o.source_dir.as_ref().map(|p| p.display().to_string()),
+        );
         set("start_date", o.start_date.clone());
         set("end_date", o.end_date.clone());
         set("sink.kind", o.sink.clone());
         set("sink.out", o.out.as_ref().map(|p| p.display().to_string()));
         set("sink.pg_url", o.pg_url.clone());
         set("sink.schema", o.schema.clone());
-        set("state_dir", o.state_dir.as_ref().map(|p| p.display().to_string()));
+        set(
+            "state_dir",
+            o.state_dir.as_ref().map(|p| p.display().to_string()),
+        );
         let config: Config = fig.extract().map_err(|e| {
             // figment names the key path and the accepted values; one line per error.
             let lines: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("invalid configuration: {}", lines.join("; "))
         })?;
+        let mut config = config;
         config.check()?;
+        // The view parsely_users_current computes rolling loyalty with the same settings
+        // as the sessionizer.
+        config.sink.view = dpl_sink::ViewOptions {
+            rolling_window_days: u32::try_from(config.sessionize.rolling_window_days)
+                .map_err(|_| anyhow::anyhow!("invalid configuration: sessionize.rolling_window_days must be between 0 and 4294967295"))?,
+            rolling_loyalty_pageviews: u64::try_from(config.sessionize.rolling_loyalty_pageviews)
+                .map_err(|_| anyhow::anyhow!("invalid configuration: sessionize.rolling_loyalty_pageviews must not be negative"))?,
+            timezone: config.sessionize.timezone.clone(),
+        };
         Ok(config)
     }
 
@@ -184,7 +219,9 @@ impl Config {
     /// The inclusive day range to read: defaults as documented on the fields.
     pub fn day_range_bounds(&self) -> (jiff::civil::Date, jiff::civil::Date) {
         let end = self.end_date.unwrap_or_else(|| {
-            let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+            let today = jiff::Timestamp::now()
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date();
             today.yesterday().unwrap_or(today)
         });
         (self.start_date.unwrap_or(end), end)

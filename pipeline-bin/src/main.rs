@@ -5,6 +5,7 @@
 //! exit codes. The logic lives in the stage crates.
 
 mod config;
+mod progress;
 mod run;
 mod summary;
 
@@ -34,6 +35,15 @@ struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a RUST_LOG-style directive).
     #[arg(long, global = true, env = "RUST_LOG", default_value = "warn")]
     log_level: String,
+    /// Log format on stderr: `text` for people, `json` for log shippers.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,12 +142,13 @@ struct DdlArgs {
     /// Which warehouse dialect to print.
     #[arg(long, value_enum, default_value = "postgres")]
     sink: DdlSink,
-    /// Schema name to create the tables in.
-    #[arg(long, default_value = "public")]
-    schema: String,
-    /// Column name for the configured extra_data key.
-    #[arg(long, default_value = "custom_extra_data")]
-    extra_data_column: String,
+    /// Schema name to create the tables in (default: sink.schema of the configuration).
+    #[arg(long, value_name = "NAME")]
+    schema: Option<String>,
+    /// Configuration file (default: ./dpl.toml when present); gives extra_data_column and
+    /// the rolling window of the view.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -148,8 +159,11 @@ enum DdlSink {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_tracing(&cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -160,21 +174,43 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<run::Interrupted>().is_some() {
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Serves Prometheus metrics on `metrics.listen` when it is set.
+fn install_metrics(config: &Config) -> anyhow::Result<()> {
+    if let Some(addr) = config.metrics.listen {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("serving metrics on {addr} (metrics.listen)"))?;
+    }
+    Ok(())
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => {
             let config = Config::load(args.config.as_deref(), &overrides(&args))?;
+            install_metrics(&config)?;
             let outcome = run::run(config).await?;
             summary::print(&outcome);
             Ok(ExitCode::SUCCESS)
@@ -194,12 +230,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => demo(args).await,
         Command::Ddl(args) => {
-            let schema = dpl_core::Schema::new(&args.extra_data_column)?;
+            let overrides = Overrides {
+                schema: args.schema.clone(),
+                ..Overrides::default()
+            };
+            let config = Config::load(args.config.as_deref(), &overrides)?;
+            let schema = dpl_core::Schema::new(&config.extra_data_column)?;
             let dialect = match args.sink {
                 DdlSink::Postgres => dpl_sink::Dialect::Postgres,
                 DdlSink::Redshift => dpl_sink::Dialect::Redshift,
             };
-            print!("{}", dpl_sink::ddl(dialect, &args.schema, &schema)?);
+            let ddl =
+                dpl_sink::ddl_with_view(dialect, &config.sink.schema, &schema, &config.sink.view)?;
+            print!("{ddl}");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -242,11 +285,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let cfg = dpl_gen::GenConfig::new(args.events, start, days, 1);
     let generated = dpl_gen::generate_to_dir(&cfg, &data)?;
-    println!("wrote {} objects, {} lines\n", generated.objects, generated.lines);
+    println!(
+        "wrote {} objects, {} lines\n",
+        generated.objects, generated.lines
+    );
     let overrides = Overrides {
         source_dir: Some(data),
         start_date: Some(start.to_string()),
-        end_date: Some(start.checked_add(jiff::Span::new().days(i64::from(days) - 1))?.to_string()),
+        end_date: Some(
+            start
+                .checked_add(jiff::Span::new().days(i64::from(days) - 1))?
+                .to_string(),
+        ),
         sink: Some("files".to_owned()),
         out: Some(out.clone()),
         state_dir: Some(state),

@@ -3,16 +3,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use dpl_core::{DayRange, DecodeStats, DecodedBatch, ErrorReason, ObjectMeta, Schema, Source, Table};
+use dpl_core::{
+    Class, DayRange, DecodeStats, DecodedBatch, ErrorReason, ObjectMeta, RowBatch, Schema, Source,
+    Table,
+};
 use dpl_decode::Decoder;
 use dpl_sessionize::{Checkpoint, SessionizeStats, Sessionizer};
 use dpl_sink::{LoadStats, LoadedObject, RunRecord, Sink};
-use dpl_source::LocalSource;
+use dpl_source::{LocalSource, S3Source};
 
 use crate::config::{Config, SourceKind};
+use crate::progress::{self, Progress};
 
 /// What a run did, for the summary.
 #[derive(Debug, Default)]
@@ -45,9 +50,10 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let sessionizer = Sessionizer::new(config.sessionize.clone(), schema.clone(), checkpoint)?;
     let mut sink = Sink::open(&config.sink, schema.clone()).await?;
 
-    let source = match config.source.kind {
-        SourceKind::Local => Arc::new(LocalSource::new(&config.source.dir)?),
-    };
+    let source = Arc::new(match config.source.kind {
+        SourceKind::Local => AnySource::Local(LocalSource::new(&config.source.dir)?),
+        SourceKind::S3 => AnySource::S3(S3Source::new(&config.source.s3).await?),
+    });
     let listed = source.list(range).await?;
     let loaded = sink.loaded_objects().await?;
     let mut to_read = Vec::new();
@@ -88,12 +94,22 @@ reload_changed = true (DPL_RELOAD_CHANGED=true) to load it again",
 
     sink.begin(&run_id).await?;
 
+    let progress = Arc::new(Progress::default());
+    progress
+        .objects_total
+        .store(to_read.len() as u64, Ordering::Relaxed);
+    metrics::gauge!("dpl_source_objects_pending").set(to_read.len() as f64);
+    let reporter = progress::spawn_reporter(progress.clone(), Duration::from_secs(10));
+
     let reader = tokio::spawn(dpl_source::read_objects(
         source.clone(),
         to_read.clone(),
         config.source.concurrency,
         raw_tx,
-        |_| {},
+        |meta| {
+            metrics::counter!("dpl_source_objects_total").increment(1);
+            metrics::counter!("dpl_source_bytes_total").increment(meta.size);
+        },
     ));
     let decoders = tokio::spawn(dpl_decode::run(
         decoder,
@@ -101,18 +117,47 @@ reload_changed = true (DPL_RELOAD_CHANGED=true) to load it again",
         raw_rx,
         dec_tx,
     ));
-    let objects = to_read.len();
-    let tap = tokio::spawn(tap_stats(dec_rx, tap_tx, objects));
-    let sessionize = tokio::spawn(dpl_sessionize::run(sessionizer, run_id.clone(), tap_rx, row_tx));
-    let written = dpl_sink::run(&mut sink, row_rx).await;
+    let tap = tokio::spawn(tap_stats(dec_rx, tap_tx, to_read.len(), progress.clone()));
+    let sessionize = tokio::spawn(dpl_sessionize::run(
+        sessionizer,
+        run_id.clone(),
+        tap_rx,
+        row_tx,
+    ));
+    let abort = [
+        reader.abort_handle(),
+        decoders.abort_handle(),
+        sessionize.abort_handle(),
+    ];
 
-    // Join upstream first: the first real error explains a closed channel downstream.
-    reader.await.context("source task")?.context("reading objects")?;
-    decoders.await.context("decode task")?.context("decoding")?;
-    let (decode_stats, per_object, errors) = tap.await.context("stats task")?;
-    let (checkpoint, sessionize_stats) =
-        sessionize.await.context("sessionize task")?.context("sessionizing")?;
-    written.context("writing rows")?;
+    let streamed = async {
+        let written = write_rows(&mut sink, row_rx).await;
+        // Join upstream first: the first real error explains a closed channel downstream.
+        reader
+            .await
+            .context("source task")?
+            .context("reading objects")?;
+        decoders.await.context("decode task")?.context("decoding")?;
+        let tapped = tap.await.context("stats task")?;
+        let sessionized = sessionize
+            .await
+            .context("sessionize task")?
+            .context("sessionizing")?;
+        written.context("writing rows")?;
+        anyhow::Ok((tapped, sessionized))
+    };
+    let result = tokio::select! {
+        r = streamed => r,
+        _ = shutdown_signal() => {
+            for a in &abort {
+                a.abort();
+            }
+            reporter.abort();
+            return Err(Interrupted.into());
+        }
+    };
+    reporter.abort();
+    let ((decode_stats, per_object, errors), (checkpoint, sessionize_stats)) = result?;
 
     // Commit point: the load transaction, then the checkpoint (issue 4 makes the pair
     // crash-safe; until then a crash between the two is repaired by re-running the day).
@@ -130,6 +175,10 @@ reload_changed = true (DPL_RELOAD_CHANGED=true) to load it again",
     let load = sink.commit(&record).await?;
     std::fs::rename(&pending, &checkpoint_path)
         .with_context(|| format!("making {} current", checkpoint_path.display()))?;
+    metrics::counter!("dpl_sessionize_duplicates_total").increment(sessionize_stats.duplicates);
+    metrics::counter!("dpl_sessionize_stragglers_total").increment(sessionize_stats.stragglers);
+    metrics::gauge!("dpl_sessionize_state_bytes").set(sessionize_stats.state_bytes as f64);
+    metrics::gauge!("dpl_sessionize_open_sessions").set(sessionize_stats.open_sessions as f64);
 
     outcome.decode = decode_stats;
     outcome.errors = errors;
@@ -144,17 +193,24 @@ async fn tap_stats(
     rx: async_channel::Receiver<DecodedBatch>,
     tx: async_channel::Sender<DecodedBatch>,
     objects: usize,
+    progress: Arc<Progress>,
 ) -> (DecodeStats, Vec<u64>, BTreeMap<ErrorReason, u64>) {
     let mut total = DecodeStats::default();
     let mut per_object = vec![0u64; objects];
     let mut errors = BTreeMap::new();
     while let Ok(batch) = rx.recv().await {
         total.add(&batch.stats);
+        record_decode_metrics(&batch);
         if let Some(n) = per_object.get_mut(batch.object as usize) {
             *n += batch.events.len() as u64;
         }
         for e in &batch.errors {
             *errors.entry(e.reason).or_insert(0) += 1;
+        }
+        progress.add_events(batch.events.len() as u64, batch.stats.bytes);
+        if batch.last {
+            progress.add_object();
+            metrics::gauge!("dpl_source_objects_pending").decrement(1.0);
         }
         if tx.send(batch).await.is_err() {
             break;
@@ -162,6 +218,82 @@ async fn tap_stats(
     }
     (total, per_object, errors)
 }
+
+fn record_decode_metrics(batch: &DecodedBatch) {
+    const CLASSES: [Class; 6] = [
+        Class::Pageview,
+        Class::Heartbeat,
+        Class::Videostart,
+        Class::Vheartbeat,
+        Class::Custom,
+        Class::Bot,
+    ];
+    let stats = &batch.stats;
+    metrics::counter!("dpl_decode_lines_total").increment(stats.lines);
+    metrics::counter!("dpl_decode_bytes_total").increment(stats.bytes);
+    for c in CLASSES {
+        let n = stats.events[c as usize];
+        if n > 0 {
+            metrics::counter!("dpl_decode_events_total", "class" => c.as_str()).increment(n);
+        }
+    }
+    for e in &batch.errors {
+        metrics::counter!("dpl_decode_errors_total", "reason" => e.reason.as_str()).increment(1);
+    }
+    let coerced: u64 = stats.coerced.iter().map(|&n| u64::from(n)).sum();
+    if coerced > 0 {
+        metrics::counter!("dpl_decode_coerced_total").increment(coerced);
+    }
+}
+
+/// The sink loop: every row batch to the sink, with per-table counts and batch latency.
+async fn write_rows(sink: &mut Sink, rx: async_channel::Receiver<RowBatch>) -> anyhow::Result<()> {
+    while let Ok(batch) = rx.recv().await {
+        let table = batch.table.name();
+        let rows = batch.len() as u64;
+        let t = Instant::now();
+        sink.write(batch).await?;
+        metrics::histogram!("dpl_sink_batch_seconds", "table" => table)
+            .record(t.elapsed().as_secs_f64());
+        metrics::counter!("dpl_sink_rows_total", "table" => table).increment(rows);
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM. A second Ctrl-C exits at once.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    eprintln!("stopping: nothing from this run will be committed (Ctrl-C again to exit now)");
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!(
+            "interrupted twice: exiting now; the next run resumes where the last committed run ended"
+        );
+        std::process::exit(130);
+    });
+}
+
+/// The run was stopped by a signal before its commit point.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted before the commit point: nothing from this run was committed; the next run resumes where the last committed run ended"
+)]
+pub struct Interrupted;
 
 fn ledger_rows(objects: &[ObjectMeta], events: &[u64]) -> Vec<LoadedObject> {
     objects
@@ -177,8 +309,11 @@ fn ledger_rows(objects: &[ObjectMeta], events: &[u64]) -> Vec<LoadedObject> {
 }
 
 fn summary_json(decode: &DecodeStats, s: &SessionizeStats) -> String {
-    let rows: Vec<String> =
-        s.rows.iter().map(|(t, n)| format!("\"{}\":{n}", t.name())).collect();
+    let rows: Vec<String> = s
+        .rows
+        .iter()
+        .map(|(t, n)| format!("\"{}\":{n}", t.name()))
+        .collect();
     format!(
         "{{\"lines\":{},\"duplicates\":{},\"stragglers\":{},\"late_sessions\":{},\"rows\":{{{}}}}}",
         decode.lines,
@@ -189,12 +324,42 @@ fn summary_json(decode: &DecodeStats, s: &SessionizeStats) -> String {
     )
 }
 
+/// A run id that sorts in time order: `YYYYMMDDTHHMMSS.ffffffZ-<pid>`.
 fn new_run_id(now: jiff::Timestamp) -> String {
     let utc = now.to_zoned(jiff::tz::TimeZone::UTC);
-    format!("{}-{:05}", utc.strftime("%Y%m%dT%H%M%SZ"), std::process::id() % 100_000)
+    format!(
+        "{}.{:06}Z-{}",
+        utc.strftime("%Y%m%dT%H%M%S"),
+        utc.subsec_nanosecond() / 1000,
+        std::process::id()
+    )
 }
 
 /// Every table, for summaries in a fixed order.
 pub fn tables() -> [Table; 11] {
     Table::ALL
+}
+
+/// The configured source.
+enum AnySource {
+    Local(LocalSource),
+    S3(S3Source),
+}
+
+impl Source for AnySource {
+    type Error = dpl_source::Error;
+
+    async fn list(&self, range: DayRange) -> Result<Vec<ObjectMeta>, Self::Error> {
+        match self {
+            AnySource::Local(s) => s.list(range).await,
+            AnySource::S3(s) => s.list(range).await,
+        }
+    }
+
+    async fn fetch(&self, object: &ObjectMeta) -> Result<bytes::Bytes, Self::Error> {
+        match self {
+            AnySource::Local(s) => s.fetch(object).await,
+            AnySource::S3(s) => s.fetch(object).await,
+        }
+    }
 }

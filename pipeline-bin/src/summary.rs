@@ -37,10 +37,16 @@ pub fn render(o: &Outcome) -> String {
     );
     line("lines", o.decode.lines.to_string());
     for c in CLASSES {
-        line(&format!("events: {}", c.as_str()), o.decode.events[c as usize].to_string());
+        line(
+            &format!("events: {}", c.as_str()),
+            o.decode.events[c as usize].to_string(),
+        );
     }
     if o.decode.unlisted_custom > 0 {
-        line("custom not listed (dropped)", o.decode.unlisted_custom.to_string());
+        line(
+            "custom not listed (dropped)",
+            o.decode.unlisted_custom.to_string(),
+        );
     }
     line("duplicates (dropped)", o.sessionize.duplicates.to_string());
     line("stragglers", o.sessionize.stragglers.to_string());
@@ -71,6 +77,10 @@ pub fn render(o: &Outcome) -> String {
     if cut > 0 {
         s.push_str(&format!("  {:<28} {cut}\n", "values cut to column size"));
     }
-    s.push_str(&format!("  {:<28} {:.2} s\n", "time", o.elapsed.as_secs_f64()));
+    s.push_str(&format!(
+        "  {:<28} {:.2} s\n",
+        "time",
+        o.elapsed.as_secs_f64()
+    ));
     s
 }
