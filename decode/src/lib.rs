@@ -1,1 +1,89 @@
-//! placeholder
+//! The decode stage of the dpl pipeline: raw DPL objects (gzipped or plain JSON lines) to
+//! [`dpl_core::Event`]s and [`dpl_core::ErrorRow`]s, per SPEC.md sections 1 and 2.
+//!
+//! What it does:
+//! - recognises gzip by its magic bytes (`1f 8b`, any number of members back to back) and
+//!   reads anything else as plain lines; streams through one reused line buffer, never
+//!   decompressing a whole object at once;
+//! - splits lines on `\n`, removes one trailing `\r`, numbers lines from 1 across gzip
+//!   members, skips (but counts) blank lines (empty or ASCII whitespace only);
+//! - parses each line with simd-json's tape, maps every schema key with
+//!   [`dpl_core::Field::from_name`] (unknown keys ignored, repeated keys: the last wins) and
+//!   coerces it by [`dpl_core::Kind`] with the leniency of SPEC.md section 1;
+//! - rejects lines as error rows ([`dpl_core::ErrorReason`]): invalid UTF-8, invalid JSON,
+//!   not an object, missing action, missing/empty or unparseable required field (checked in
+//!   this order: `action`, `apikey`, `event_id`, `visitor_site_id`, `ts_action`);
+//! - classifies events (bot rules first, for any action; then the four standard actions;
+//!   else custom, dropped and counted when `custom_actions` is set and does not list it);
+//! - ends a corrupt or truncated gzip stream with one `corrupt_gzip` row holding the partial
+//!   line (line number = the next one), after decoding every complete line before it.
+//!
+//! What it does not do: drop duplicates (the sessionizer does), cut text to column sizes
+//! (the sink does), or derive values (keys, local times).
+//!
+//! Choices where SPEC.md is silent:
+//! - an empty string in a non-text field (number, bool, time stamp, JSON, list) is null and
+//!   not counted as unparseable; in a required field it is "missing";
+//! - `_` separators in numeric strings are single and between digits (`1_000`, not `_1`,
+//!   `1_`, `1__0`); a sign `+`/`-` and exponents are accepted, whitespace is not;
+//! - integer fields take whole floats (`5.0`, `"1e3"`) but not `true`; bool fields take the
+//!   numbers 1 and 0 (also `1.0`, `0.0`); float fields take no bools;
+//! - a number in a text field becomes its JSON text as re-written from the parsed value
+//!   (`1.50` -> `"1.5"`, `1e3` -> `"1000.0"`); compact JSON text is written the same way;
+//! - `action` given as an object or array is `missing_action` (detail `action is not
+//!   text`); `action` given as a number or bool is its text, hence a custom action;
+//! - `event_id`/`action` of an error row: read from the parsed object when the line parsed;
+//!   for invalid JSON or UTF-8 and for the partial line of `corrupt_gzip`, from the line
+//!   with bad bytes replaced if that parses, else by a lenient scan for the first
+//!   `"key": value`; empty strings are left out;
+//! - a line longer than [`MAX_LINE_BYTES`] is read through and rejected as `invalid_json`
+//!   (detail says why) so memory stays bounded;
+//! - `DecodeStats::lines` counts complete lines (a last line without `\n` included); the
+//!   partial line of a `corrupt_gzip` row is not a line, but its bytes are in `bytes`.
+//!   So for every object: events + error rows + `unlisted_custom` = non-blank lines, plus
+//!   one when the object ends with a `corrupt_gzip` row;
+//! - a batch holds at most `batch_events` rows, events and error rows together.
+//!
+//! Telemetry (recorded by [`run`] per batch): `dpl_decode_lines_total`,
+//! `dpl_decode_bytes_total`, `dpl_decode_events_total{class}`,
+//! `dpl_decode_errors_total{reason}`, `dpl_decode_unlisted_custom_total`,
+//! `dpl_decode_coerced_total`.
+//!
+//! Main types: [`DecodeConfig`], [`Decoder`] (one object at a time, shareable via `Arc`),
+//! [`run`] (the async stage over channels), [`parse_ts`], [`Error`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use dpl_core::{Class, Field, RawObject};
+//! use dpl_decode::{DecodeConfig, Decoder};
+//!
+//! let decoder = Decoder::new(DecodeConfig::default())?;
+//! let line = r#"{"action":"pageview","apikey":"a.com","event_id":"e1","visitor_site_id":"v1","ts_action":"2016-08-01 00:00:00"}"#;
+//! let object = RawObject { id: 0, key: Arc::from("events/2016/08/01/x"), bytes: format!("{line}\n\n").into() };
+//! let mut batches = Vec::new();
+//! decoder.decode_object(&object, &mut |b| batches.push(b));
+//! assert_eq!(batches.len(), 1);
+//! assert!(batches[0].last);
+//! assert_eq!(batches[0].stats.lines, 2);
+//! assert_eq!(batches[0].events[0].class, Class::Pageview);
+//! assert_eq!(batches[0].events[0].str(Field::Apikey), Some("a.com"));
+//! # Ok::<(), dpl_decode::Error>(())
+//! ```
+
+mod coerce;
+mod config;
+mod decoder;
+mod error;
+mod json;
+mod run;
+mod telemetry;
+mod ts;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::DecodeConfig;
+pub use decoder::{Decoder, MAX_LINE_BYTES, MAX_RAW_BYTES};
+pub use error::Error;
+pub use run::run;
+pub use ts::parse_ts;

@@ -1,0 +1,634 @@
+//! [`Decoder`]: one object's bytes to batches of events and error rows.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::sync::Arc;
+
+use dpl_core::{
+    Arrival, Class, DecodeStats, DecodedBatch, ErrorReason, ErrorRow, Event, FIELD_COUNT, Field,
+    Kind, RawObject, Value,
+};
+use simd_json::{Buffers, Node, StaticNode, Tape};
+
+use crate::coerce::{Scratch, convert, convert_json, scalar_text};
+use crate::config::DecodeConfig;
+use crate::error::Error;
+use crate::json::{lenient_field, subtree_len};
+use crate::ts::parse_ts;
+
+/// Longest line decoded; a longer one is read through and rejected as `invalid_json` with a
+/// detail saying so, so one runaway line cannot take unbounded memory.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// `raw` of an error row is cut to this many bytes (SPEC.md section 5, `parsely_errors`).
+pub const MAX_RAW_BYTES: usize = 65_536;
+
+/// Read buffer for decompressed data.
+const READ_BUF: usize = 256 << 10;
+
+/// Decodes objects; immutable after [`Decoder::new`], so one `Arc<Decoder>` serves every
+/// worker thread.
+#[derive(Debug)]
+pub struct Decoder {
+    extra_data_key: String,
+    bot_ua_browsers: Vec<String>,
+    bot_patterns: Option<regex::RegexSet>,
+    custom_actions: HashSet<String>,
+    batch_events: usize,
+    max_line: usize,
+}
+
+impl Decoder {
+    /// Checks the configuration: every bot pattern must compile (the error names the bad
+    /// one) and `batch_events` must be at least 1.
+    pub fn new(config: DecodeConfig) -> Result<Decoder, Error> {
+        if config.batch_events == 0 {
+            return Err(Error::ZeroBatchEvents);
+        }
+        for pattern in &config.bot_user_agent_patterns {
+            regex::Regex::new(pattern).map_err(|source| Error::BadPattern {
+                pattern: pattern.clone(),
+                source,
+            })?;
+        }
+        let bot_patterns = if config.bot_user_agent_patterns.is_empty() {
+            None
+        } else {
+            Some(regex::RegexSet::new(&config.bot_user_agent_patterns).map_err(Error::PatternSet)?)
+        };
+        Ok(Decoder {
+            extra_data_key: config.extra_data_key,
+            bot_ua_browsers: config.bot_ua_browsers,
+            bot_patterns,
+            custom_actions: config.custom_actions.into_iter().collect(),
+            batch_events: config.batch_events,
+            max_line: MAX_LINE_BYTES,
+        })
+    }
+
+    /// The same decoder with another line length limit (tests use a small one).
+    #[cfg(test)]
+    pub(crate) fn with_max_line(mut self, max_line: usize) -> Decoder {
+        self.max_line = max_line;
+        self
+    }
+
+    /// Decodes one whole object: gzip (recognised by the magic bytes `1f 8b`, any number of
+    /// members) or else plain lines. Calls `emit` with batches `seq` 0, 1, ...; the last has
+    /// `last = true`, and there is always at least one (possibly empty). Never panics,
+    /// whatever the bytes; nothing is dropped without a count.
+    pub fn decode_object(&self, object: &RawObject, emit: &mut dyn FnMut(DecodedBatch)) {
+        let bytes: &[u8] = &object.bytes;
+        let mut run = ObjectRun {
+            decoder: self,
+            key: Arc::clone(&object.key),
+            object: object.id,
+            parser: LineParser::new(),
+            out: Batcher::new(object.id, self.batch_events, emit),
+        };
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let gz = flate2::bufread::MultiGzDecoder::new(bytes);
+            run.lines(BufReader::with_capacity(READ_BUF, gz));
+        } else {
+            run.lines(bytes);
+        }
+        run.out.finish();
+    }
+
+    /// Decodes one line (without its `\n`; a trailing `\r` is removed) as line `line` of
+    /// object `object` named `key`: the building block of [`Decoder::decode_object`], handy
+    /// for tests and tools. Returns `None` for a blank line or a dropped unlisted custom
+    /// event.
+    pub fn decode_line(
+        &self,
+        key: &Arc<str>,
+        object: u32,
+        line: u64,
+        bytes: &[u8],
+    ) -> Option<Result<Event, ErrorRow>> {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let mut parser = LineParser::new();
+        let mut stats = DecodeStats::default();
+        let arrival = Arrival { object, line };
+        match parser.parse(self, bytes, arrival, &mut stats) {
+            Outcome::Blank | Outcome::Unlisted => None,
+            Outcome::Event(e) => Some(Ok(e)),
+            Outcome::Error(e) => Some(Err(e.into_row(key, line, bytes))),
+        }
+    }
+
+    fn is_bot(&self, ua_browser: Option<&str>, user_agent: Option<&str>) -> bool {
+        ua_browser.is_some_and(|b| self.bot_ua_browsers.iter().any(|n| n == b))
+            || matches!((&self.bot_patterns, user_agent), (Some(set), Some(ua)) if set.is_match(ua))
+    }
+}
+
+/// State while one object is decoded.
+struct ObjectRun<'d, 'e> {
+    decoder: &'d Decoder,
+    key: Arc<str>,
+    object: u32,
+    parser: LineParser,
+    out: Batcher<'e>,
+}
+
+impl ObjectRun<'_, '_> {
+    /// Reads every line of `reader`; a read error (corrupt or truncated gzip) ends the
+    /// object with one `corrupt_gzip` row holding the partial line.
+    fn lines(&mut self, mut reader: impl BufRead) {
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            let read = read_line(&mut reader, &mut line, self.decoder.max_line);
+            if matches!(read, ReadLine::Eof) {
+                return;
+            }
+            self.out.make_room();
+            let stats = &mut self.out.batch.stats;
+            match read {
+                ReadLine::Eof => return,
+                ReadLine::Broken { consumed } => {
+                    stats.bytes += consumed;
+                    let row = LineError::new(ErrorReason::CorruptGzip, None).into_row(
+                        &self.key,
+                        number + 1,
+                        &line,
+                    );
+                    self.out.batch.errors.push(row);
+                    return;
+                }
+                ReadLine::Line { consumed, overlong } => {
+                    number += 1;
+                    stats.bytes += consumed;
+                    let text = line.strip_suffix(b"\r").unwrap_or(&line);
+                    let arrival = Arrival {
+                        object: self.object,
+                        line: number,
+                    };
+                    let outcome = if overlong {
+                        stats.lines += 1;
+                        let detail = format!("line longer than {} bytes", self.decoder.max_line);
+                        Outcome::Error(LineError::new(ErrorReason::InvalidJson, Some(detail)))
+                    } else {
+                        self.parser.parse(self.decoder, text, arrival, stats)
+                    };
+                    match outcome {
+                        Outcome::Blank | Outcome::Unlisted => {}
+                        Outcome::Event(e) => self.out.batch.events.push(e),
+                        Outcome::Error(e) => {
+                            let row = e.into_row(&self.key, number, text);
+                            self.out.batch.errors.push(row);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum ReadLine {
+    Eof,
+    /// A line is in the buffer (without its `\n`); `consumed` counts the `\n` too.
+    Line {
+        consumed: u64,
+        overlong: bool,
+    },
+    /// The reader failed; the buffer holds the partial line read before.
+    Broken {
+        consumed: u64,
+    },
+}
+
+/// Reads up to the next `\n` into `line` (cleared first), keeping at most `max` bytes.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> ReadLine {
+    line.clear();
+    let mut consumed = 0u64;
+    let mut overlong = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return ReadLine::Broken { consumed },
+        };
+        if buf.is_empty() {
+            return if consumed == 0 {
+                ReadLine::Eof
+            } else {
+                ReadLine::Line { consumed, overlong }
+            };
+        }
+        let (chunk, used, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (buf.get(..i).unwrap_or(buf), i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        let room = max.saturating_sub(line.len());
+        if chunk.len() > room {
+            overlong = true;
+        }
+        line.extend_from_slice(chunk.get(..room).unwrap_or(chunk));
+        reader.consume(used);
+        consumed += used as u64;
+        if done {
+            return ReadLine::Line { consumed, overlong };
+        }
+    }
+}
+
+/// Collects rows into batches of at most `cap` rows and hands them on.
+struct Batcher<'e> {
+    cap: usize,
+    batch: DecodedBatch,
+    emit: &'e mut dyn FnMut(DecodedBatch),
+}
+
+impl<'e> Batcher<'e> {
+    fn new(object: u32, cap: usize, emit: &'e mut dyn FnMut(DecodedBatch)) -> Batcher<'e> {
+        Batcher {
+            cap,
+            batch: empty_batch(object, 0, cap),
+            emit,
+        }
+    }
+
+    /// Sends the current batch on if it is full, so the next row (and the line counts that
+    /// go with it) land in a fresh one.
+    fn make_room(&mut self) {
+        if self.batch.events.len() + self.batch.errors.len() >= self.cap {
+            let next = empty_batch(self.batch.object, self.batch.seq + 1, self.cap);
+            let full = std::mem::replace(&mut self.batch, next);
+            (self.emit)(full);
+        }
+    }
+
+    fn finish(self) {
+        let mut batch = self.batch;
+        batch.last = true;
+        (self.emit)(batch);
+    }
+}
+
+fn empty_batch(object: u32, seq: u32, cap: usize) -> DecodedBatch {
+    DecodedBatch {
+        object,
+        seq,
+        last: false,
+        events: Vec::with_capacity(cap.min(1024)),
+        errors: Vec::new(),
+        stats: DecodeStats::default(),
+    }
+}
+
+/// What one line became.
+enum Outcome {
+    Blank,
+    Unlisted,
+    Event(Event),
+    Error(LineError),
+}
+
+/// A rejected line before it is made into an [`ErrorRow`].
+struct LineError {
+    reason: ErrorReason,
+    detail: Option<String>,
+    /// `None` means "not known yet": for JSON that did not parse, [`LineError::into_row`]
+    /// scans the raw text leniently.
+    ids: Option<(Option<String>, Option<String>)>,
+}
+
+impl LineError {
+    fn new(reason: ErrorReason, detail: Option<String>) -> LineError {
+        LineError {
+            reason,
+            detail,
+            ids: None,
+        }
+    }
+
+    fn into_row(self, key: &Arc<str>, line: u64, raw: &[u8]) -> ErrorRow {
+        let (event_id, action) = match self.ids {
+            Some(ids) => ids,
+            None if matches!(
+                self.reason,
+                ErrorReason::InvalidJson | ErrorReason::InvalidUtf8 | ErrorReason::CorruptGzip
+            ) =>
+            {
+                lenient_ids(raw)
+            }
+            None => (None, None),
+        };
+        ErrorRow {
+            source_object: Arc::clone(key),
+            line,
+            reason: self.reason,
+            detail: self.detail,
+            event_id,
+            action,
+            raw: raw_text(raw),
+        }
+    }
+}
+
+/// `event_id` and `action` of a line that is not valid JSON or not valid UTF-8: from a
+/// full parse of the text with bad bytes replaced by U+FFFD if that works, else from a
+/// lenient scan for the keys.
+fn lenient_ids(raw: &[u8]) -> (Option<String>, Option<String>) {
+    let text = String::from_utf8_lossy(raw);
+    let mut bytes = text.as_bytes().to_vec();
+    if let Ok(tape) = simd_json::to_tape(&mut bytes) {
+        if let Some(Node::Object { len, .. }) = tape.0.first() {
+            let id = top_level(&tape.0, *len, "event_id")
+                .and_then(|n| scalar_text(n))
+                .map(|c| c.into_owned());
+            let action = top_level(&tape.0, *len, "action")
+                .and_then(|n| scalar_text(n))
+                .map(|c| c.into_owned());
+            return (id, action);
+        }
+        return (None, None);
+    }
+    (
+        lenient_field(&text, "event_id"),
+        lenient_field(&text, "action"),
+    )
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// The node of the last top-level member `key` of an object tape.
+fn top_level<'t, 'a>(nodes: &'t [Node<'a>], len: usize, key: &str) -> Option<&'t Node<'a>> {
+    let mut pos = 1;
+    let mut found = None;
+    for _ in 0..len {
+        let (Some(k), Some(v)) = (nodes.get(pos), nodes.get(pos + 1)) else {
+            break;
+        };
+        if matches!(k, Node::String(s) if *s == key) {
+            found = Some(v);
+        }
+        pos += 1 + subtree_len(v);
+    }
+    found
+}
+
+/// The line as text (invalid UTF-8 replaced), cut to [`MAX_RAW_BYTES`] on a character
+/// boundary.
+pub(crate) fn raw_text(raw: &[u8]) -> String {
+    // Every input byte gives at least one output byte, and a character is at most 4 bytes,
+    // so this prefix decodes to the same first MAX_RAW_BYTES as the whole line would.
+    let head = raw.get(..MAX_RAW_BYTES + 4).unwrap_or(raw);
+    let text = String::from_utf8_lossy(head);
+    let mut end = text.len().min(MAX_RAW_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or("").to_owned()
+}
+
+/// Member positions remembered by [`LineParser::predicted`].
+const MAX_PREDICTED: usize = 4 * FIELD_COUNT;
+
+/// Where each schema field's value sits on the tape of the current line.
+const ABSENT: usize = 0;
+
+/// Per-thread parsing buffers, reused line after line.
+struct LineParser {
+    /// Mutable copy of the line (simd-json rewrites its input while parsing).
+    bytes: Vec<u8>,
+    buffers: Buffers,
+    /// Kept between lines so its allocation is reused; empty while stored.
+    tape: Option<Tape<'static>>,
+    /// Tape index of each field's value, [`ABSENT`] if not on the line.
+    slots: [usize; FIELD_COUNT],
+    /// Fields present on the line, in first-seen order.
+    present: Vec<Field>,
+    /// The field of each member position on the previous line: lines of one object mostly
+    /// list the same keys in the same order, so one string compare usually replaces the
+    /// lookup by name.
+    predicted: Vec<Option<Field>>,
+    scratch: Scratch,
+}
+
+impl LineParser {
+    fn new() -> LineParser {
+        LineParser {
+            bytes: Vec::new(),
+            buffers: Buffers::default(),
+            tape: Some(Tape::null().reset()),
+            slots: [ABSENT; FIELD_COUNT],
+            present: Vec::with_capacity(FIELD_COUNT),
+            predicted: Vec::new(),
+            scratch: Scratch::new(),
+        }
+    }
+
+    /// Parses one line (no `\n`, no trailing `\r`), counting it in `stats`.
+    fn parse(
+        &mut self,
+        dec: &Decoder,
+        line: &[u8],
+        arrival: Arrival,
+        stats: &mut DecodeStats,
+    ) -> Outcome {
+        stats.lines += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Outcome::Blank;
+        }
+        let LineParser {
+            bytes,
+            buffers,
+            tape: slot,
+            slots,
+            present,
+            predicted,
+            scratch,
+        } = self;
+        bytes.clear();
+        bytes.extend_from_slice(line);
+        let mut tape = slot.take().unwrap_or_else(Tape::null).reset();
+        let outcome = match simd_json::fill_tape(bytes, buffers, &mut tape) {
+            Err(_) if std::str::from_utf8(line).is_err() => {
+                Outcome::Error(LineError::new(ErrorReason::InvalidUtf8, None))
+            }
+            Err(_) => Outcome::Error(LineError::new(ErrorReason::InvalidJson, None)),
+            Ok(()) => {
+                let mut ctx = Fields {
+                    dec,
+                    nodes: &tape.0,
+                    slots,
+                    present,
+                    predicted,
+                    scratch,
+                    buffers,
+                };
+                ctx.event(arrival, stats)
+            }
+        };
+        *slot = Some(tape.reset());
+        outcome
+    }
+}
+
+/// One parsed line's tape with the field lookup built over it.
+struct Fields<'a, 'n, 'd> {
+    dec: &'d Decoder,
+    nodes: &'a [Node<'n>],
+    slots: &'a mut [usize; FIELD_COUNT],
+    present: &'a mut Vec<Field>,
+    predicted: &'a mut Vec<Option<Field>>,
+    scratch: &'a mut Scratch,
+    buffers: &'a mut Buffers,
+}
+
+/// Required fields in the order they are checked (after `action`).
+const REQUIRED: [Field; 4] = [
+    Field::Apikey,
+    Field::EventId,
+    Field::VisitorSiteId,
+    Field::TsAction,
+];
+
+impl<'n> Fields<'_, 'n, '_> {
+    fn event(&mut self, arrival: Arrival, stats: &mut DecodeStats) -> Outcome {
+        let Some(Node::Object { len, .. }) = self.nodes.first() else {
+            return Outcome::Error(LineError {
+                reason: ErrorReason::NotAnObject,
+                detail: None,
+                ids: Some((None, None)),
+            });
+        };
+        self.index(*len);
+        let event_id = self.node(Field::EventId).and_then(|n| scalar_text(n));
+        let action = self.node(Field::Action).and_then(|n| scalar_text(n));
+        let reject = |reason, detail: Option<&str>| {
+            Outcome::Error(LineError {
+                reason,
+                detail: detail.map(str::to_owned),
+                ids: Some((non_empty(event_id.as_deref()), non_empty(action.as_deref()))),
+            })
+        };
+        let action_text = match (&action, self.node(Field::Action)) {
+            (Some(a), _) if !a.is_empty() => a.as_ref(),
+            (None, Some(Node::Object { .. } | Node::Array { .. })) => {
+                return reject(ErrorReason::MissingAction, Some("action is not text"));
+            }
+            _ => return reject(ErrorReason::MissingAction, None),
+        };
+        let mut ts_action = 0;
+        for f in REQUIRED {
+            let problem = match self.node(f) {
+                None | Some(Node::Static(StaticNode::Null)) | Some(Node::String("")) => {
+                    Some(ErrorReason::MissingRequiredField)
+                }
+                Some(node) if f == Field::TsAction => match node {
+                    Node::String(s) => match parse_ts(s) {
+                        Some(ts) => {
+                            ts_action = ts;
+                            None
+                        }
+                        None => Some(ErrorReason::UnparseableRequiredField),
+                    },
+                    _ => Some(ErrorReason::UnparseableRequiredField),
+                },
+                Some(Node::Object { .. } | Node::Array { .. }) => {
+                    Some(ErrorReason::UnparseableRequiredField)
+                }
+                Some(_) => None,
+            };
+            if let Some(reason) = problem {
+                return reject(reason, Some(f.name()));
+            }
+        }
+        let ua_browser = self.node(Field::UaBrowser).and_then(|n| scalar_text(n));
+        let user_agent = self.node(Field::UserAgent).and_then(|n| scalar_text(n));
+        let class = if self
+            .dec
+            .is_bot(ua_browser.as_deref(), user_agent.as_deref())
+        {
+            Class::Bot
+        } else {
+            match action_text {
+                "pageview" => Class::Pageview,
+                "heartbeat" => Class::Heartbeat,
+                "videostart" => Class::Videostart,
+                "vheartbeat" => Class::Vheartbeat,
+                other => {
+                    if !self.dec.custom_actions.is_empty()
+                        && !self.dec.custom_actions.contains(other)
+                    {
+                        stats.unlisted_custom += 1;
+                        return Outcome::Unlisted;
+                    }
+                    Class::Custom
+                }
+            }
+        };
+        let mut event = Event::empty(class, arrival);
+        for i in 0..self.present.len() {
+            let Some(&f) = self.present.get(i) else { break };
+            let Some(sub) = self.nodes.get(self.slots[f as usize]..) else {
+                continue;
+            };
+            let value = match f {
+                Field::TsAction => Some(Value::Ts(ts_action)),
+                Field::ExtraData => {
+                    let key = Some(self.dec.extra_data_key.as_str());
+                    let (value, extra) =
+                        convert_json(Kind::Json, sub, key, self.scratch, self.buffers);
+                    event.extra = extra;
+                    value
+                }
+                f => convert(f.kind(), sub, self.scratch, self.buffers),
+            };
+            match value {
+                Some(v) => event.values[f as usize] = v,
+                None => stats.coerced[f as usize] += 1,
+            }
+        }
+        stats.events[class as usize] += 1;
+        Outcome::Event(event)
+    }
+
+    /// Fills `slots`/`present` from the top-level members (a repeated key: the last wins).
+    fn index(&mut self, len: usize) {
+        for f in self.present.drain(..) {
+            self.slots[f as usize] = ABSENT;
+        }
+        let mut pos = 1;
+        for i in 0..len {
+            let (Some(Node::String(k)), Some(v)) = (self.nodes.get(pos), self.nodes.get(pos + 1))
+            else {
+                break;
+            };
+            let field = match self.predicted.get_mut(i) {
+                Some(Some(f)) if f.name() == *k => Some(*f),
+                Some(slot) => {
+                    *slot = Field::from_name(k);
+                    *slot
+                }
+                None => {
+                    let f = Field::from_name(k);
+                    if i < MAX_PREDICTED {
+                        self.predicted.push(f);
+                    }
+                    f
+                }
+            };
+            if let Some(f) = field {
+                if self.slots[f as usize] == ABSENT {
+                    self.present.push(f);
+                }
+                self.slots[f as usize] = pos + 1;
+            }
+            pos += 1 + subtree_len(v);
+        }
+    }
+
+    fn node(&self, f: Field) -> Option<&'_ Node<'n>> {
+        match self.slots[f as usize] {
+            ABSENT => None,
+            i => self.nodes.get(i),
+        }
+    }
+}
