@@ -133,20 +133,40 @@ pub struct DecodedBatch {
     pub stats: DecodeStats,
 }
 
-/// Rows of one table, flat: `values.len()` is a multiple of the table's column count.
+/// Rows of one table, flat: `values.len()` is a multiple of `width`.
+///
+/// A batch either carries rows to insert or replace (`withdraw == false`, `width` = the
+/// table's column count), or primary keys of rows that an earlier run loaded and that no
+/// longer exist (`withdraw == true`, `width` = the primary key's column count, in
+/// [`Table::primary_key`] order): a session emitted while still open whose key changed
+/// when later events bridged it with another session or moved its start, or an orphan row
+/// whose pageview arrived later. Sinks delete withdrawn keys in the same transaction,
+/// before the run's rows replace theirs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RowBatch {
     pub table: Table,
     pub width: usize,
     pub values: Vec<Value>,
+    pub withdraw: bool,
 }
 
 impl RowBatch {
+    /// An empty batch of rows.
     pub fn new(table: Table, width: usize) -> RowBatch {
         RowBatch {
             table,
             width,
             values: Vec::new(),
+            withdraw: false,
+        }
+    }
+    /// An empty batch of withdrawn primary keys of `table`.
+    pub fn withdrawals(table: Table) -> RowBatch {
+        RowBatch {
+            table,
+            width: table.primary_key().len(),
+            values: Vec::new(),
+            withdraw: true,
         }
     }
     pub fn len(&self) -> usize {

@@ -56,3 +56,32 @@ impl Default for SessionizeConfig {
         }
     }
 }
+
+impl SessionizeConfig {
+    /// Checks the settings that have a valid range.
+    pub fn validate(&self) -> Result<(), crate::error::Error> {
+        let bad = |m: &str| Err(crate::error::Error::Config(m.to_owned()));
+        if self.idle_timeout <= SignedDuration::ZERO {
+            return bad("idle_timeout must be positive (for example \"30m\")");
+        }
+        if self.allowed_lateness < SignedDuration::ZERO {
+            return bad("allowed_lateness must not be negative (for example \"1h\")");
+        }
+        if self.dedupe_window <= SignedDuration::ZERO {
+            return bad("dedupe_window must be positive (for example \"48h\")");
+        }
+        if self.rolling_window_days < 1 {
+            return bad("rolling_window_days must be at least 1");
+        }
+        if self.daily_retention_days < self.rolling_window_days {
+            return bad(
+                "daily_retention_days must be at least rolling_window_days (the users' rolling \
+                 pageviews are read from the kept days)",
+            );
+        }
+        if self.batch_rows == 0 {
+            return bad("batch_rows must be at least 1");
+        }
+        Ok(())
+    }
+}

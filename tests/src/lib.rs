@@ -43,6 +43,11 @@ pub fn dpl_bin() -> &'static Path {
 
 /// Runs `dpl` with `args` in `cwd`, with no `DPL_` variables from the caller's environment.
 pub fn dpl(cwd: &Path, args: &[&str]) -> Output {
+    dpl_command(cwd, args).output().expect("running dpl")
+}
+
+/// The `dpl` command, not yet started: `args` in `cwd`, no `DPL_` variables inherited.
+pub fn dpl_command(cwd: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(dpl_bin());
     cmd.args(args).current_dir(cwd);
     for (k, _) in std::env::vars() {
@@ -50,7 +55,7 @@ pub fn dpl(cwd: &Path, args: &[&str]) -> Output {
             cmd.env_remove(k);
         }
     }
-    cmd.output().expect("running dpl")
+    cmd
 }
 
 /// Runs `dpl` and panics with its output unless it succeeds; returns stdout.

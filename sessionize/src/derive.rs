@@ -1,0 +1,701 @@
+//! Derived values of SPEC.md section 3: md5 keys, reporting-zone times, date parts, labels.
+//!
+//! OWNED BY helper S1. The signatures below are the contract with the sessionizer (S2).
+//!
+//! Choices where SPEC.md is silent:
+//! - Text forms inside the md5 recipes: null is the empty string, text as it is (full
+//!   length, as parsed), integers (epoch-ms fields included, e.g. `session_timestamp`) in
+//!   decimal, `Value::Ts` as `YYYY-MM-DD HH:MM:SS` without fraction, bools as `true`/`false`,
+//!   floats in Rust's shortest round-trip form, dates as `YYYY-MM-DD`. The recipes of SPEC.md
+//!   only use text, integer and time stamp fields.
+//! - Local times come from the offset of the reporting zone at the UTC instant, so every UTC
+//!   instant has exactly one local wall time (the autumn fold repeats wall times; the spring
+//!   gap is never produced). An instant outside jiff's range (which parsed input cannot
+//!   produce) keeps its UTC wall time in [`Derive::local`] and is null in `_tz` columns.
+//! - Calendar arithmetic (day number to civil date, ISO week) is done with integers, so the
+//!   per-event cost is one offset lookup plus a few divisions.
+
+// Helpers here serve the sessionizer and the reference model; not every one is used by both.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use dpl_core::{Event, Field, Schema, Table, Value};
+use md5::{Digest, Md5};
+
+use crate::config::SessionizeConfig;
+use crate::error::Error;
+
+/// A 32-character lowercase md5 hex key.
+pub(crate) type Key = Arc<str>;
+
+pub(crate) const MICROS_PER_SEC: i64 = 1_000_000;
+pub(crate) const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SEC;
+const MS_PER_HOUR: i64 = 3_600_000;
+const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
+const MS_PER_WEEK: i64 = 7 * MS_PER_DAY;
+
+/// The referrer of Facebook Instant Articles traffic (`flag_is_fbia`).
+pub(crate) const FBIA_REFERRER: &str = "http://facebook.com/instantarticles";
+
+/// Precomputed settings for derived values (time zone, thresholds, schema).
+pub(crate) struct Derive {
+    pub(crate) schema: Arc<Schema>,
+    pub(crate) tz: jiff::tz::TimeZone,
+    pub(crate) config: SessionizeConfig,
+    /// Column count of every table, indexed by `Table as usize` (row-width checks).
+    pub(crate) widths: [usize; 11],
+}
+
+/// Calendar parts of a local date (SPEC.md section 3 date parts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DateParts {
+    pub(crate) year: i64,
+    pub(crate) month: i64,
+    pub(crate) day: i64,
+    pub(crate) quarter: i64,
+    /// ISO 8601 week number (1 to 53; the week of the date's Thursday).
+    pub(crate) iso_week: i64,
+    /// `yyyymmdd`.
+    pub(crate) date_id: i64,
+}
+
+impl Derive {
+    /// Fails with `Error::Config` on an unknown time zone.
+    pub(crate) fn new(config: &SessionizeConfig, schema: Arc<Schema>) -> Result<Derive, Error> {
+        let tz = jiff::tz::TimeZone::get(&config.timezone).map_err(|e| {
+            Error::Config(format!(
+                "timezone {:?} is not a known IANA time zone name ({e}); use a name such as \
+                 America/New_York or UTC",
+                config.timezone
+            ))
+        })?;
+        let mut widths = [0; 11];
+        for t in Table::ALL {
+            if let Some(w) = widths.get_mut(t as usize) {
+                *w = schema.columns(t).len();
+            }
+        }
+        Ok(Derive {
+            schema,
+            tz,
+            config: config.clone(),
+            widths,
+        })
+    }
+
+    /// Column count of `table`.
+    pub(crate) fn width(&self, table: Table) -> usize {
+        self.widths.get(table as usize).copied().unwrap_or(0)
+    }
+
+    /// md5 hex of `apikey || '_' || visitor_site_id`.
+    pub(crate) fn apikey_visitor_id(ev: &Event) -> Key {
+        md5_parts(&[ev.get(Field::Apikey), ev.get(Field::VisitorSiteId)])
+    }
+
+    /// SPEC.md section 3 recipes, from the event's parsed values.
+    pub(crate) fn pageview_key(ev: &Event) -> Key {
+        let post = if ev.get(Field::MetadataCanonicalUrl).is_null() {
+            ev.get(Field::Url)
+        } else {
+            ev.get(Field::MetadataCanonicalUrl)
+        };
+        md5_parts(&[
+            ev.get(Field::PageviewId),
+            ev.get(Field::Apikey),
+            ev.get(Field::SessionId),
+            ev.get(Field::VisitorSiteId),
+            post,
+            ev.get(Field::Referrer),
+            ev.get(Field::TsSessionCurrent),
+        ])
+    }
+
+    pub(crate) fn videostart_key(ev: &Event) -> Key {
+        md5_parts(&[
+            ev.get(Field::VideostartId),
+            ev.get(Field::Apikey),
+            ev.get(Field::SessionId),
+            ev.get(Field::VisitorSiteId),
+            ev.get(Field::Url),
+            ev.get(Field::MetadataCanonicalUrl),
+            ev.get(Field::Referrer),
+            ev.get(Field::TsSessionCurrent),
+        ])
+    }
+
+    pub(crate) fn parsely_session_id(ev: &Event) -> Key {
+        md5_parts(&[
+            ev.get(Field::Apikey),
+            ev.get(Field::SessionId),
+            ev.get(Field::VisitorSiteId),
+            ev.get(Field::SessionTimestamp),
+        ])
+    }
+
+    pub(crate) fn utm_id(ev: &Event) -> Key {
+        md5_parts(&[
+            ev.get(Field::Apikey),
+            ev.get(Field::UtmCampaign),
+            ev.get(Field::UtmMedium),
+            ev.get(Field::UtmSource),
+            ev.get(Field::UtmTerm),
+            ev.get(Field::UtmContent),
+        ])
+    }
+
+    /// At least one utm_* field non-empty (the event belongs to a campaign).
+    pub(crate) fn has_utm(ev: &Event) -> bool {
+        UTM_FIELDS
+            .iter()
+            .any(|&f| ev.str(f).is_some_and(|s| !s.is_empty()))
+    }
+
+    /// `metadata_canonical_url` if not null, else `url`.
+    pub(crate) fn pageview_post_id(ev: &Event) -> Option<&Arc<str>> {
+        ev.text(Field::MetadataCanonicalUrl)
+            .or_else(|| ev.text(Field::Url))
+    }
+
+    /// md5 hex of `apikey_visitor_id || '_' || <start ts_action as YYYY-MM-DD HH:MM:SS>`.
+    pub(crate) fn session_key(apikey_visitor_id: &str, start_ts: i64) -> Key {
+        let mut s = String::with_capacity(apikey_visitor_id.len() + 20);
+        s.push_str(apikey_visitor_id);
+        s.push('_');
+        dpl_core::write_ts_seconds(&mut s, start_ts);
+        md5_hex(s.as_bytes())
+    }
+
+    /// md5 hex of `apikey_visitor_id || '_late_' || first_event_id`.
+    pub(crate) fn late_session_key(apikey_visitor_id: &str, first_event_id: &str) -> Key {
+        let mut s = String::with_capacity(apikey_visitor_id.len() + 6 + first_event_id.len());
+        s.push_str(apikey_visitor_id);
+        s.push_str("_late_");
+        s.push_str(first_event_id);
+        md5_hex(s.as_bytes())
+    }
+
+    /// Naive local wall-clock micros of a UTC micros instant in the reporting zone.
+    pub(crate) fn local(&self, utc_micros: i64) -> i64 {
+        self.try_local(utc_micros).unwrap_or(utc_micros)
+    }
+
+    /// Local wall-clock micros, or `None` for an instant outside jiff's range.
+    pub(crate) fn try_local(&self, utc_micros: i64) -> Option<i64> {
+        let ts = jiff::Timestamp::from_microsecond(utc_micros).ok()?;
+        let offset = i64::from(self.tz.to_offset(ts).seconds());
+        utc_micros.checked_add(offset * MICROS_PER_SEC)
+    }
+
+    /// Local day number (days since 1970-01-01) of a UTC micros instant.
+    pub(crate) fn local_day(&self, utc_micros: i64) -> i32 {
+        day_of_micros(self.local(utc_micros))
+    }
+
+    /// Local wall time of an epoch-ms instant, or `None` out of range.
+    pub(crate) fn local_of_ms(&self, ms: i64) -> Option<i64> {
+        self.try_local(ms.checked_mul(1000)?)
+    }
+
+    /// The `<name>_tz` value of a [`dpl_core::TZ_FIELDS`] field: UTC text stamps are
+    /// `Value::Ts` micros, epoch-ms fields `Value::Int` ms; anything else is null.
+    pub(crate) fn tz_value(&self, v: &Value) -> Value {
+        let local = match v {
+            Value::Ts(us) => self.try_local(*us),
+            Value::Int(ms) => self.local_of_ms(*ms),
+            _ => None,
+        };
+        local.map_or(Value::Null, Value::Ts)
+    }
+
+    /// `read_category` of a pageview's engaged seconds.
+    pub(crate) fn read_category(&self, engaged_time: i64) -> &'static str {
+        if engaged_time > self.config.deep_read_seconds {
+            "Deep Read"
+        } else if engaged_time > self.config.skim_seconds {
+            "Read"
+        } else {
+            "Skim"
+        }
+    }
+
+    /// `watch_category` of a videoview's engaged seconds.
+    pub(crate) fn watch_category(&self, video_engaged_time: i64) -> &'static str {
+        if video_engaged_time > self.config.video_deep_watch_seconds {
+            "Deep Watch"
+        } else if video_engaged_time > self.config.video_skim_seconds {
+            "Watch"
+        } else {
+            "Skim"
+        }
+    }
+
+    /// `Loyalty` when `pageviews` reaches `loyalty_pageviews`.
+    pub(crate) fn engagement_level(&self, pageviews: i64) -> &'static str {
+        loyalty_label(pageviews, self.config.loyalty_pageviews)
+    }
+
+    /// `Loyalty` when `pageviews` reaches `rolling_loyalty_pageviews`.
+    pub(crate) fn rolling_level(&self, pageviews: i64) -> &'static str {
+        loyalty_label(pageviews, self.config.rolling_loyalty_pageviews)
+    }
+}
+
+/// utm_campaign, utm_medium, utm_source, utm_term, utm_content (the campaign fields).
+pub(crate) const UTM_FIELDS: [Field; 5] = [
+    Field::UtmCampaign,
+    Field::UtmMedium,
+    Field::UtmSource,
+    Field::UtmTerm,
+    Field::UtmContent,
+];
+
+fn loyalty_label(pageviews: i64, threshold: i64) -> &'static str {
+    if pageviews >= threshold {
+        "Loyalty"
+    } else {
+        "Non-Loyalty"
+    }
+}
+
+/// `word_count_buckets` of `metadata_full_content_word_count`.
+pub(crate) fn word_count_bucket(words: i64) -> &'static str {
+    match words {
+        i64::MIN..=99 => "< 100",
+        100..=499 => "100 - 499",
+        500..=999 => "500 - 999",
+        1_000..=1_999 => "1,000 - 1,999",
+        2_000..=2_999 => "2,000 - 2,999",
+        3_000..=3_999 => "3,000 - 3,999",
+        _ => "4,000 or Above",
+    }
+}
+
+/// `(hours, days, weeks)` elapsed from `pub_ms` to `read_ms`, floored toward minus infinity.
+pub(crate) fn since_publish(pub_ms: i64, read_ms: i64) -> Option<(i64, i64, i64)> {
+    let d = read_ms.checked_sub(pub_ms)?;
+    Some((
+        d.div_euclid(MS_PER_HOUR),
+        d.div_euclid(MS_PER_DAY),
+        d.div_euclid(MS_PER_WEEK),
+    ))
+}
+
+/// Day number (days since 1970-01-01) of naive micros.
+pub(crate) fn day_of_micros(us: i64) -> i32 {
+    // |i64 micros| / 86_400e6 is at most about 106.8 million days: always fits an i32.
+    i32::try_from(us.div_euclid(MICROS_PER_DAY)).unwrap_or(i32::MAX)
+}
+
+/// Civil `(year, month, day)` of a day number (H. Hinnant's `civil_from_days`).
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Day number of a civil date (H. Hinnant's `days_from_civil`).
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Date parts of a day number.
+pub(crate) fn date_parts(days: i64) -> DateParts {
+    let (year, month, day) = civil_from_days(days);
+    // 1970-01-01 was a Thursday: weekday with Monday = 0 is (days + 3) mod 7.
+    let weekday = (days + 3).rem_euclid(7);
+    let thursday = days - weekday + 3;
+    let (iso_year, _, _) = civil_from_days(thursday);
+    let iso_week = (thursday - days_from_civil(iso_year, 1, 1)) / 7 + 1;
+    DateParts {
+        year,
+        month,
+        day,
+        quarter: (month - 1) / 3 + 1,
+        iso_week,
+        date_id: year * 10_000 + month * 100 + day,
+    }
+}
+
+/// Date parts of naive (local) micros.
+pub(crate) fn date_parts_of_micros(us: i64) -> DateParts {
+    date_parts(us.div_euclid(MICROS_PER_DAY))
+}
+
+/// Lowercase md5 hex of `bytes`.
+pub(crate) fn md5_hex(bytes: &[u8]) -> Key {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Md5::digest(bytes);
+    let mut s = String::with_capacity(32);
+    for b in digest {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    Arc::from(s)
+}
+
+/// md5 hex of the values' text forms joined by `_` (null as empty).
+pub(crate) fn md5_parts(parts: &[&Value]) -> Key {
+    let mut s = String::with_capacity(128);
+    for (i, v) in parts.iter().enumerate() {
+        if i > 0 {
+            s.push('_');
+        }
+        push_hash_text(&mut s, v);
+    }
+    md5_hex(s.as_bytes())
+}
+
+/// The text form of a value inside an md5 recipe (see the module docs).
+fn push_hash_text(s: &mut String, v: &Value) {
+    match v {
+        Value::Null => {}
+        Value::Text(t) => s.push_str(t),
+        Value::Int(i) => {
+            let _ = write!(s, "{i}");
+        }
+        Value::Ts(us) => dpl_core::write_ts_seconds(s, *us),
+        Value::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
+        Value::Float(f) => {
+            let _ = write!(s, "{f}");
+        }
+        Value::Date(d) => dpl_core::write_date(s, *d),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use dpl_core::{Arrival, Class, micros_of};
+
+    /// UTC micros of a civil date-time.
+    pub(crate) fn us(y: i16, mo: i8, d: i8, h: i8, mi: i8, s: i8) -> i64 {
+        micros_of(jiff::civil::date(y, mo, d).at(h, mi, s, 0))
+    }
+
+    pub(crate) fn derive() -> Derive {
+        Derive::new(&SessionizeConfig::default(), Arc::new(Schema::default())).unwrap()
+    }
+
+    fn ev() -> Event {
+        let mut e = Event::empty(Class::Pageview, Arrival { object: 0, line: 1 });
+        e.set(Field::Apikey, Value::text("example.com"));
+        e.set(Field::VisitorSiteId, Value::text("v1"));
+        e.set(Field::EventId, Value::text("e1"));
+        e.set(Field::TsAction, Value::Ts(us(2024, 3, 10, 6, 59, 59)));
+        e
+    }
+
+    /// The recipe event: texts, an int session id, a fractional ts_session_current.
+    fn recipe_event() -> Event {
+        let mut e = ev();
+        e.set(Field::PageviewId, Value::text("pv1"));
+        e.set(Field::SessionId, Value::Int(3));
+        e.set(Field::Url, Value::text("http://example.com/a"));
+        e.set(
+            Field::TsSessionCurrent,
+            Value::Ts(us(2024, 3, 10, 6, 0, 0) + 500_000),
+        );
+        e.set(Field::SessionTimestamp, Value::Int(1_710_050_400_000));
+        e.set(Field::UtmCampaign, Value::text("spring"));
+        e
+    }
+
+    // Golden values computed in the shell with `printf '%s' '<text>' | md5sum`.
+    #[test]
+    fn md5_golden_values() {
+        assert_eq!(&*md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(&*md5_hex(b"a_b"), "dbf08e00b01fd58a4a5967753b43784f");
+        let e = recipe_event();
+        // 'example.com_v1'
+        assert_eq!(
+            &*Derive::apikey_visitor_id(&e),
+            "4e3b6ee5be88f0f88abcd1f8d505883e"
+        );
+        // 'pv1_example.com_3_v1_http://example.com/a__2024-03-10 06:00:00' (fraction dropped,
+        // null referrer empty, url as canonical is null)
+        assert_eq!(
+            &*Derive::pageview_key(&e),
+            "0ceb7b1120885b79adb6cd109165ae4c"
+        );
+        // '_example.com_3_v1_http://example.com/a___2024-03-10 06:00:00'
+        assert_eq!(
+            &*Derive::videostart_key(&e),
+            "4e6b8bbebc1facdba38dbeff40c41f80"
+        );
+        // 'example.com_3_v1_1710050400000': session_timestamp is epoch ms, in decimal
+        assert_eq!(
+            &*Derive::parsely_session_id(&e),
+            "2138c9d4ace8c89751414f968efe45e7"
+        );
+        // 'example.com_spring____'
+        assert_eq!(&*Derive::utm_id(&e), "0c33ef3dae44a34208a1b4d1cd528f40");
+        // '4e3b..._2024-03-10 06:59:59' (micros dropped)
+        assert_eq!(
+            &*Derive::session_key(
+                "4e3b6ee5be88f0f88abcd1f8d505883e",
+                us(2024, 3, 10, 6, 59, 59) + 250_000
+            ),
+            "a4424622636361822fd61c64de9373b7"
+        );
+        assert_eq!(
+            &*Derive::late_session_key("4e3b6ee5be88f0f88abcd1f8d505883e", "e1"),
+            "378a5cbf1ebb5655a301a75145fd9b4e"
+        );
+        // The canonical url wins over url in pageview_key; the referrer is part of it.
+        let mut e2 = e.clone();
+        e2.set(
+            Field::MetadataCanonicalUrl,
+            Value::text("http://example.com/canon"),
+        );
+        e2.set(Field::Referrer, Value::text(FBIA_REFERRER));
+        // 'pv1_example.com_3_v1_http://example.com/canon_http://facebook.com/instantarticles_2024-03-10 06:00:00'
+        assert_eq!(
+            &*Derive::pageview_key(&e2),
+            "1871e55a39d25583e11602f7d97b128b"
+        );
+        // Nulls are empty parts: six parts of utm_id give five separators, four of
+        // parsely_session_id three.
+        let mut none = Event::empty(Class::Custom, Arrival { object: 0, line: 1 });
+        none.set(Field::Apikey, Value::Null);
+        // printf '%s' '_____' | md5sum
+        assert_eq!(&*Derive::utm_id(&none), "4e97bce5e680a3793adca03d5cc8523f");
+        assert_eq!(&*Derive::parsely_session_id(&none), &*md5_hex(b"___"));
+    }
+
+    #[test]
+    fn hash_text_forms() {
+        let mut s = String::new();
+        for v in [
+            Value::Null,
+            Value::Int(-5),
+            Value::Ts(us(2016, 8, 1, 9, 5, 7) + 1),
+            Value::text("x_y"),
+            Value::Bool(true),
+        ] {
+            push_hash_text(&mut s, &v);
+            s.push('|');
+        }
+        assert_eq!(s, "|-5|2016-08-01 09:05:07|x_y|true|");
+    }
+
+    #[test]
+    fn has_utm_and_post_id() {
+        let mut e = ev();
+        assert!(!Derive::has_utm(&e));
+        e.set(Field::UtmTerm, Value::text(""));
+        assert!(!Derive::has_utm(&e), "empty utm is no campaign");
+        e.set(Field::SurlUtmSource, Value::text("x"));
+        assert!(
+            !Derive::has_utm(&e),
+            "surl_utm_* are not the campaign fields"
+        );
+        e.set(Field::UtmContent, Value::text("c"));
+        assert!(Derive::has_utm(&e));
+
+        assert_eq!(Derive::pageview_post_id(&e), None);
+        e.set(Field::Url, Value::text("u"));
+        assert_eq!(Derive::pageview_post_id(&e).map(|s| &**s), Some("u"));
+        e.set(Field::MetadataCanonicalUrl, Value::text("c"));
+        assert_eq!(Derive::pageview_post_id(&e).map(|s| &**s), Some("c"));
+    }
+
+    #[test]
+    fn unknown_time_zone_is_a_config_error() {
+        let cfg = SessionizeConfig {
+            timezone: "Mars/Olympus_Mons".to_owned(),
+            ..SessionizeConfig::default()
+        };
+        let err = Derive::new(&cfg, Arc::new(Schema::default()))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("Mars/Olympus_Mons"), "{err}");
+    }
+
+    #[test]
+    fn local_time_and_dst() {
+        let d = derive();
+        // EST (UTC-5) in winter.
+        assert_eq!(d.local(us(2024, 1, 15, 12, 0, 0)), us(2024, 1, 15, 7, 0, 0));
+        // Spring forward 2024-03-10 07:00 UTC: 01:59:59 EST, then 03:00:00 EDT (02:xx never
+        // appears).
+        assert_eq!(
+            d.local(us(2024, 3, 10, 6, 59, 59)),
+            us(2024, 3, 10, 1, 59, 59)
+        );
+        assert_eq!(d.local(us(2024, 3, 10, 7, 0, 0)), us(2024, 3, 10, 3, 0, 0));
+        // Fall back 2024-11-03 06:00 UTC: 01:30 EDT at 05:30 UTC and 01:30 EST at 06:30 UTC.
+        assert_eq!(
+            d.local(us(2024, 11, 3, 5, 30, 0)),
+            us(2024, 11, 3, 1, 30, 0)
+        );
+        assert_eq!(
+            d.local(us(2024, 11, 3, 6, 30, 0)),
+            us(2024, 11, 3, 1, 30, 0)
+        );
+        assert_eq!(
+            d.local(us(2024, 11, 3, 6, 0, 0) - 1),
+            us(2024, 11, 3, 2, 0, 0) - 1
+        );
+        assert_eq!(d.local(us(2024, 11, 3, 6, 0, 0)), us(2024, 11, 3, 1, 0, 0));
+        // Micros are kept.
+        assert_eq!(
+            d.local(us(2024, 1, 15, 12, 0, 0) + 7),
+            us(2024, 1, 15, 7, 0, 0) + 7
+        );
+        // Local midnight: 03:59:59 UTC in summer is the previous local day.
+        assert_eq!(
+            d.local_day(us(2024, 7, 2, 3, 59, 59)),
+            dpl_core::day_number(jiff::civil::date(2024, 7, 1))
+        );
+        assert_eq!(
+            d.local_day(us(2024, 7, 2, 4, 0, 0)),
+            dpl_core::day_number(jiff::civil::date(2024, 7, 2))
+        );
+        // Another zone: Asia/Kolkata is UTC+05:30 with no DST.
+        let cfg = SessionizeConfig {
+            timezone: "Asia/Kolkata".to_owned(),
+            ..SessionizeConfig::default()
+        };
+        let k = Derive::new(&cfg, Arc::new(Schema::default())).unwrap();
+        assert_eq!(k.local(us(2024, 7, 1, 20, 0, 0)), us(2024, 7, 2, 1, 30, 0));
+    }
+
+    #[test]
+    fn tz_values_of_ts_and_epoch_ms() {
+        let d = derive();
+        // 2024-11-03 06:30:00.123 UTC as epoch ms = 1730615400123: 01:30:00.123 EST.
+        assert_eq!(
+            d.tz_value(&Value::Int(1_730_615_400_123)),
+            Value::Ts(us(2024, 11, 3, 1, 30, 0) + 123_000)
+        );
+        assert_eq!(
+            d.tz_value(&Value::Ts(us(2024, 11, 3, 5, 30, 0))),
+            Value::Ts(us(2024, 11, 3, 1, 30, 0))
+        );
+        assert_eq!(d.tz_value(&Value::Null), Value::Null);
+        assert_eq!(d.tz_value(&Value::Int(i64::MAX)), Value::Null);
+    }
+
+    #[test]
+    fn date_parts_match_hand_worked_and_jiff() {
+        let day = |y, m, d| i64::from(dpl_core::day_number(jiff::civil::date(y, m, d)));
+        // (date, iso week, quarter) worked by hand from the ISO rule (week of Thursday).
+        let cases = [
+            // 2021-01-01 is a Friday: week 53 of 2020.
+            ((2021, 1, 1), 53, 1),
+            ((2021, 1, 3), 53, 1),
+            ((2021, 1, 4), 1, 1),
+            // 2024-12-30 is a Monday whose Thursday is 2025-01-02: week 1.
+            ((2024, 12, 30), 1, 4),
+            ((2024, 12, 29), 52, 4),
+            // 2026-12-31 is a Thursday: week 53 of 2026.
+            ((2026, 12, 31), 53, 4),
+            ((2027, 1, 1), 53, 1),
+            ((2024, 2, 29), 9, 1),
+            ((2024, 7, 1), 27, 3),
+            ((1970, 1, 1), 1, 1),
+            ((1969, 12, 29), 1, 4),
+        ];
+        for ((y, m, d), week, quarter) in cases {
+            let p = date_parts(day(y, m, d));
+            assert_eq!(
+                (p.year, p.month, p.day, p.iso_week, p.quarter),
+                (i64::from(y), i64::from(m), i64::from(d), week, quarter),
+                "{y}-{m}-{d}"
+            );
+            assert_eq!(
+                p.date_id,
+                i64::from(y) * 10_000 + i64::from(m) * 100 + i64::from(d)
+            );
+        }
+        // Every day from 1900 to 2100 against jiff's calendar.
+        for n in day(1900, 1, 1)..day(2100, 12, 31) {
+            let date = dpl_core::civil_date(n).unwrap();
+            let p = date_parts(n);
+            let iso = date.iso_week_date();
+            assert_eq!(
+                (p.year, p.month, p.day, p.iso_week),
+                (
+                    i64::from(date.year()),
+                    i64::from(date.month()),
+                    i64::from(date.day()),
+                    i64::from(iso.week())
+                ),
+                "{date}"
+            );
+            assert_eq!(days_from_civil(p.year, p.month, p.day), n);
+        }
+    }
+
+    #[test]
+    fn since_publish_floors_toward_minus_infinity() {
+        let h = MS_PER_HOUR;
+        assert_eq!(since_publish(0, 0), Some((0, 0, 0)));
+        assert_eq!(since_publish(0, h - 1), Some((0, 0, 0)));
+        assert_eq!(since_publish(0, 25 * h), Some((25, 1, 0)));
+        assert_eq!(since_publish(0, 8 * 24 * h), Some((192, 8, 1)));
+        // Read one ms before publish: -1 of every unit, not 0.
+        assert_eq!(since_publish(1000, 999), Some((-1, -1, -1)));
+        assert_eq!(since_publish(0, -25 * h), Some((-25, -2, -1)));
+        assert_eq!(since_publish(i64::MIN, i64::MAX), None);
+    }
+
+    #[test]
+    fn labels_and_buckets() {
+        let d = derive();
+        for (t, want) in [
+            (0, "Skim"),
+            (15, "Skim"),
+            (16, "Read"),
+            (40, "Read"),
+            (41, "Deep Read"),
+        ] {
+            assert_eq!(d.read_category(t), want, "{t}");
+        }
+        for (t, want) in [
+            (15, "Skim"),
+            (16, "Watch"),
+            (60, "Watch"),
+            (61, "Deep Watch"),
+        ] {
+            assert_eq!(d.watch_category(t), want, "{t}");
+        }
+        assert_eq!(d.engagement_level(99), "Non-Loyalty");
+        assert_eq!(d.engagement_level(100), "Loyalty");
+        assert_eq!(d.rolling_level(29), "Non-Loyalty");
+        assert_eq!(d.rolling_level(30), "Loyalty");
+        for (w, want) in [
+            (-3, "< 100"),
+            (99, "< 100"),
+            (100, "100 - 499"),
+            (499, "100 - 499"),
+            (500, "500 - 999"),
+            (999, "500 - 999"),
+            (1000, "1,000 - 1,999"),
+            (2999, "2,000 - 2,999"),
+            (3000, "3,000 - 3,999"),
+            (3999, "3,000 - 3,999"),
+            (4000, "4,000 or Above"),
+        ] {
+            assert_eq!(word_count_bucket(w), want, "{w}");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Serde forms of the core types kept in the checkpoint (`dpl_core::Value` and `Event` are
+//! not serde types, so the state converts them on save and load).
+
+use std::sync::Arc;
+
+use dpl_core::{Arrival, Class, Event, FIELD_COUNT, Value};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Mirror of [`Value`] for serialization.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum V {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(Arc<str>),
+    Ts(i64),
+    Date(i32),
+}
+
+impl From<&Value> for V {
+    fn from(v: &Value) -> V {
+        match v {
+            Value::Null => V::Null,
+            Value::Bool(b) => V::Bool(*b),
+            Value::Int(i) => V::Int(*i),
+            Value::Float(f) => V::Float(*f),
+            Value::Text(s) => V::Text(s.clone()),
+            Value::Ts(t) => V::Ts(*t),
+            Value::Date(d) => V::Date(*d),
+        }
+    }
+}
+
+impl From<V> for Value {
+    fn from(v: V) -> Value {
+        match v {
+            V::Null => Value::Null,
+            V::Bool(b) => Value::Bool(b),
+            V::Int(i) => Value::Int(i),
+            V::Float(f) => Value::Float(f),
+            V::Text(s) => Value::Text(s),
+            V::Ts(t) => Value::Ts(t),
+            V::Date(d) => Value::Date(d),
+        }
+    }
+}
+
+/// `#[serde(with = "value")]` for a [`Value`] field.
+pub(crate) mod value {
+    use super::*;
+    pub(crate) fn serialize<S: Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
+        V::from(v).serialize(s)
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        V::deserialize(d).map(Value::from)
+    }
+}
+
+/// `#[serde(with = "values")]` for a `Box<[Value]>` field.
+pub(crate) mod values {
+    use super::*;
+    pub(crate) fn serialize<S: Serializer>(v: &[Value], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(V::from))
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<[Value]>, D::Error> {
+        let v: Vec<V> = Vec::deserialize(d)?;
+        Ok(v.into_iter().map(Value::from).collect())
+    }
+}
+
+/// `#[serde(with = "values5")]` for a `[Value; 5]` field.
+pub(crate) mod values5 {
+    use super::*;
+    pub(crate) fn serialize<S: Serializer>(v: &[Value; 5], s: S) -> Result<S::Ok, S::Error> {
+        // An array is a tuple in serde (no length), as `deserialize` reads it.
+        v.each_ref().map(V::from).serialize(s)
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Value; 5], D::Error> {
+        let [a, b, c, e, f]: [V; 5] = <[V; 5]>::deserialize(d)?;
+        Ok([a.into(), b.into(), c.into(), e.into(), f.into()])
+    }
+}
+
+/// An event as stored: only its non-null fields, by field index.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredEvent {
+    class: u8,
+    object: u32,
+    line: u64,
+    extra: V,
+    values: Vec<(u8, V)>,
+}
+
+const CLASSES: [Class; 6] = [
+    Class::Pageview,
+    Class::Heartbeat,
+    Class::Videostart,
+    Class::Vheartbeat,
+    Class::Custom,
+    Class::Bot,
+];
+
+impl StoredEvent {
+    pub(crate) fn from_event(ev: &Event) -> StoredEvent {
+        StoredEvent {
+            class: CLASSES.iter().position(|&c| c == ev.class).unwrap_or(0) as u8,
+            object: ev.arrival.object,
+            line: ev.arrival.line,
+            extra: V::from(&ev.extra),
+            values: ev
+                .values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(i, v)| (i as u8, V::from(v)))
+                .collect(),
+        }
+    }
+
+    /// The event, or `None` when the stored form names an unknown class or field.
+    pub(crate) fn into_event(self) -> Option<Event> {
+        let class = *CLASSES.get(usize::from(self.class))?;
+        let mut ev = Event::empty(
+            class,
+            Arrival {
+                object: self.object,
+                line: self.line,
+            },
+        );
+        ev.extra = self.extra.into();
+        for (i, v) in self.values {
+            let i = usize::from(i);
+            if i >= FIELD_COUNT {
+                return None;
+            }
+            *ev.values.get_mut(i)? = v.into();
+        }
+        Some(ev)
+    }
+}
+
+/// `#[serde(with = "sorted_map")]` for a `HashMap`: stored as pairs in key order, so the
+/// same state always encodes to the same bytes.
+pub(crate) mod sorted_map {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<K, V, S>(m: &HashMap<K, V>, s: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize + Ord,
+        V: Serialize,
+        S: Serializer,
+    {
+        let mut pairs: Vec<(&K, &V)> = m.iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        s.collect_seq(pairs)
+    }
+
+    pub(crate) fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        let pairs: Vec<(K, V)> = Vec::deserialize(d)?;
+        Ok(pairs.into_iter().collect())
+    }
+}
