@@ -45,10 +45,12 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let schema = Arc::new(Schema::new(&config.extra_data_column)?);
 
     let decoder = Arc::new(Decoder::new(config.decode.clone()).context("decode settings")?);
+    let mut sink = Sink::open(&config.sink, schema.clone()).await?;
     let checkpoint_path = config.checkpoint_path();
+    let pending = config.state_dir.join("checkpoint.pending");
+    repair_pending_checkpoint(&sink, &pending, &checkpoint_path).await?;
     let checkpoint = Checkpoint::load(&checkpoint_path)?;
     let sessionizer = Sessionizer::new(config.sessionize.clone(), schema.clone(), checkpoint)?;
-    let mut sink = Sink::open(&config.sink, schema.clone()).await?;
 
     let source = Arc::new(match config.source.kind {
         SourceKind::Local => AnySource::Local(LocalSource::new(&config.source.dir)?),
@@ -159,9 +161,10 @@ reload_changed = true (DPL_RELOAD_CHANGED=true) to load it again",
     reporter.abort();
     let ((decode_stats, per_object, errors), (checkpoint, sessionize_stats)) = result?;
 
-    // Commit point: the load transaction, then the checkpoint (issue 4 makes the pair
-    // crash-safe; until then a crash between the two is repaired by re-running the day).
-    let pending = config.state_dir.join("checkpoint.pending");
+    // Commit point. The checkpoint is written as `pending`, the load transaction commits
+    // (with the run in the ledger), then the checkpoint becomes current. A crash between the
+    // two is repaired at the next start by `repair_pending_checkpoint`.
+    failpoint("before_commit");
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state_dir {}", config.state_dir.display()))?;
     checkpoint.save(&pending)?;
@@ -173,6 +176,7 @@ reload_changed = true (DPL_RELOAD_CHANGED=true) to load it again",
         summary_json: summary_json(&decode_stats, &sessionize_stats),
     };
     let load = sink.commit(&record).await?;
+    failpoint("after_commit");
     std::fs::rename(&pending, &checkpoint_path)
         .with_context(|| format!("making {} current", checkpoint_path.display()))?;
     metrics::counter!("dpl_sessionize_duplicates_total").increment(sessionize_stats.duplicates);
@@ -248,7 +252,12 @@ fn record_decode_metrics(batch: &DecodedBatch) {
 
 /// The sink loop: every row batch to the sink, with per-table counts and batch latency.
 async fn write_rows(sink: &mut Sink, rx: async_channel::Receiver<RowBatch>) -> anyhow::Result<()> {
+    let mut written = 0u64;
     while let Ok(batch) = rx.recv().await {
+        written += 1;
+        if written == 3 {
+            failpoint("during_write");
+        }
         let table = batch.table.name();
         let rows = batch.len() as u64;
         let t = Instant::now();
@@ -258,6 +267,47 @@ async fn write_rows(sink: &mut Sink, rx: async_channel::Receiver<RowBatch>) -> a
         metrics::counter!("dpl_sink_rows_total", "table" => table).increment(rows);
     }
     Ok(())
+}
+
+/// A checkpoint left `pending` by a run that stopped between its load commit and making the
+/// checkpoint current: promoted when the sink's ledger holds that run, discarded otherwise.
+async fn repair_pending_checkpoint(
+    sink: &Sink,
+    pending: &std::path::Path,
+    current: &std::path::Path,
+) -> anyhow::Result<()> {
+    let Some(checkpoint) = Checkpoint::load(pending)
+        .with_context(|| format!("reading the pending checkpoint {}", pending.display()))?
+    else {
+        return Ok(());
+    };
+    if sink.run_committed(checkpoint.run_id()).await? {
+        tracing::warn!(
+            run_id = checkpoint.run_id(),
+            "the last run committed its load but stopped before its checkpoint: making it current"
+        );
+        std::fs::rename(pending, current)
+            .with_context(|| format!("making {} current", current.display()))?;
+    } else {
+        tracing::warn!(
+            run_id = checkpoint.run_id(),
+            "discarding the checkpoint of a run that did not commit"
+        );
+        std::fs::remove_file(pending)
+            .with_context(|| format!("removing {}", pending.display()))?;
+    }
+    Ok(())
+}
+
+/// Crash-test hook: when `DPL_FAILPOINT` names this point, the process kills itself with
+/// SIGKILL, as a crash or an OOM kill would. Used by the end-to-end crash tests only.
+fn failpoint(name: &str) {
+    if std::env::var("DPL_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: killing the process");
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
+        std::process::exit(137);
+    }
 }
 
 /// Ctrl-C or SIGTERM. A second Ctrl-C exits at once.

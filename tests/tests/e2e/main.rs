@@ -2,6 +2,6 @@
 //! PostgreSQL. One test binary; each test uses its own temp dir and schema.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod files_sink;
 mod crash;
+mod files_sink;
 mod runs;
