@@ -1,4 +1,4 @@
-//! The CSV encoding shared by the files sink, PostgreSQL `COPY` and (later) Redshift `COPY`.
+//! The CSV encoding shared by the files sink, PostgreSQL `COPY` and Redshift `COPY`.
 //!
 //! Header-less, comma separated, `"` quoting with `""` escaping, one row per `\n`-ended
 //! line. NULL is an unquoted `\N`; an empty string is `""`. A text equal to `\N`, or holding

@@ -18,9 +18,6 @@ pub enum Error {
     /// A run id that cannot be used in file names and ledger rows.
     #[error("invalid run id {0:?}: use 1 to 128 of A-Z a-z 0-9 _ - . :, not starting with .")]
     BadRunId(String),
-    /// The sink kind exists in the configuration but is not built yet.
-    #[error("the {0} sink is not yet supported")]
-    NotYetSupported(&'static str),
     /// A batch whose shape does not match the table's column list.
     #[error(
         "batch for {table:?} has width {width} and {values} values; the table has {expected} columns"
@@ -67,9 +64,69 @@ pub enum Error {
         line: usize,
         message: String,
     },
+    /// An S3 request of the Redshift loader's staging failed.
+    #[error("s3: {context}: {message}")]
+    S3 { context: String, message: String },
+    /// A Redshift statement failed; the message has any credentials redacted.
+    #[error("redshift: {context}: {message}")]
+    Redshift { context: String, message: String },
+    /// A Redshift `COPY` failed; `rows` are its `stl_load_errors` rows (at most 20), and
+    /// the run changed nothing.
+    #[error("redshift: COPY into the staging table of {table} failed: {message}{}", format_load_errors(.rows))]
+    LoadFailed {
+        table: &'static str,
+        message: String,
+        rows: Vec<LoadErrorRow>,
+    },
     /// The blocking writer task of the files sink panicked or was cancelled.
     #[error("files sink writer task failed: {0}")]
     Task(String),
+}
+
+/// One row of Redshift's `stl_load_errors`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadErrorRow {
+    /// The staged part (`s3://...`).
+    pub file: String,
+    /// 1-based line in the decompressed part.
+    pub line: i64,
+    pub column: String,
+    /// The column's type.
+    pub column_type: String,
+    /// The field's raw text (Redshift keeps up to 1024 bytes).
+    pub raw_value: String,
+    pub code: i64,
+    pub reason: String,
+}
+
+fn format_load_errors(rows: &[LoadErrorRow]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("; stl_load_errors ({} rows):", rows.len());
+    for r in rows {
+        s.push_str(&format!(
+            "\n  {} line {} column {} ({}): {} [code {}], raw value {:?}",
+            r.file, r.line, r.column, r.column_type, r.reason, r.code, r.raw_value
+        ));
+    }
+    s
+}
+
+/// An error's text followed by its causes (`a: b: c`): tokio-postgres keeps the reason of a
+/// TLS or I/O failure in the source chain.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 impl Error {
@@ -97,7 +154,7 @@ impl Error {
                     }
                     m
                 }
-                None => source.to_string(),
+                None => with_causes(&source),
             };
             Error::Postgres {
                 context,

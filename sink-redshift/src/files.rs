@@ -140,6 +140,11 @@ impl FilesSink {
         Ok(m)
     }
 
+    /// Whether the runs ledger file lists `run_id`.
+    pub(crate) async fn run_committed(&self, run_id: &str) -> Result<bool, Error> {
+        Ok(self.committed_runs().await?.iter().any(|r| r == run_id))
+    }
+
     /// Run ids listed in the runs ledger file.
     async fn committed_runs(&self) -> Result<Vec<String>, Error> {
         let path = self.out.join(RUNS_FILE);

@@ -15,15 +15,17 @@ use bb8_postgres::PostgresConnectionManager;
 use bytes::Bytes;
 use dpl_core::{RowBatch, Schema, Table};
 use futures_util::{SinkExt as _, pin_mut};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::SinkConfig;
 use crate::csv::{CsvEncoder, Dialect};
 use crate::error::Error;
 use crate::sink::{LoadStats, RunRecord, unique_objects, utc_micros};
 use crate::sql::{self, ORD, column_list, qualified, quote_ident, sql_type, staging_name};
+use crate::tls::SslMode;
 
-type Manager = PostgresConnectionManager<NoTls>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 
 /// Bytes per `CopyData` message.
 const COPY_CHUNK: usize = 1 << 20;
@@ -63,13 +65,14 @@ impl PostgresLoader {
         schema: Arc<Schema>,
     ) -> Result<PostgresLoader, Error> {
         let url = config.pg_url.as_deref().unwrap_or_default();
-        let manager = Manager::new_from_stringlike(url, NoTls)
-            .map_err(|e| Error::Config(format!("sink.pg_url is not a PostgreSQL URL: {e}")))?;
+        let (pg_config, tls, mode) =
+            crate::tls::connector(url, "sink.pg_url", config.sslmode, SslMode::Prefer)?;
+        let manager = Manager::new(pg_config, tls);
         // One direct connection first, so a wrong URL or a database that is down reports
         // the server's reason instead of a pool timeout.
         let first = bb8::ManageConnection::connect(&manager)
             .await
-            .map_err(Error::pg("connect"))?;
+            .map_err(Error::pg(format!("connect (sslmode={mode})")))?;
         let pool = Pool::builder()
             .max_size(config.pool_size)
             .connection_timeout(Duration::from_secs(30))
@@ -188,6 +191,20 @@ impl PostgresLoader {
                 Ok((k.unwrap_or_default(), e.unwrap_or_default()))
             })
             .collect()
+    }
+
+    /// Whether `dpl_runs` has a row for `run_id`.
+    pub(crate) async fn run_committed(&self, run_id: &str) -> Result<bool, Error> {
+        let conn = self.pool.get().await.map_err(Error::pool("connect"))?;
+        let q = format!(
+            "SELECT 1 FROM {} WHERE run_id = $1",
+            qualified(&self.schema_name, sql::RUNS)
+        );
+        let rows = conn
+            .query(&q, &[&run_id])
+            .await
+            .map_err(Error::pg("read dpl_runs"))?;
+        Ok(!rows.is_empty())
     }
 
     pub(crate) async fn begin(&mut self, run_id: &str) -> Result<(), Error> {

@@ -10,6 +10,7 @@ use crate::csv::{EncodeStats, check_shape};
 use crate::error::Error;
 use crate::files::FilesSink;
 use crate::postgres::PostgresLoader;
+use crate::redshift::RedshiftLoader;
 
 /// One run's load, for the ledger.
 #[derive(Clone, Debug)]
@@ -103,20 +104,24 @@ impl NullSink {
 pub enum Sink {
     Files(FilesSink),
     Postgres(PostgresLoader),
+    Redshift(Box<RedshiftLoader>),
     Null(NullSink),
 }
 
 impl Sink {
-    /// Validates config, connects (bb8 pool of tokio-postgres, no TLS), creates the schema's
-    /// tables, ledger and view if missing (columns missing from an existing table are added
-    /// with `ALTER TABLE ADD COLUMN`). `redshift` is [`Error::NotYetSupported`] for now.
+    /// Validates config, connects (postgres: a bb8 pool of tokio-postgres; redshift: one
+    /// connection per step; TLS per `sslmode`), creates the schema's tables, ledger and
+    /// view if missing (columns missing from an existing table are added with
+    /// `ALTER TABLE ADD COLUMN`).
     pub async fn open(config: &SinkConfig, schema: Arc<Schema>) -> Result<Sink, Error> {
         config.validate()?;
         match config.kind {
             SinkKind::Files => Ok(Sink::Files(FilesSink::open(config, schema).await?)),
             SinkKind::Postgres => Ok(Sink::Postgres(PostgresLoader::open(config, schema).await?)),
             SinkKind::Null => Ok(Sink::Null(NullSink::new(schema))),
-            SinkKind::Redshift => Err(Error::NotYetSupported("redshift")),
+            SinkKind::Redshift => Ok(Sink::Redshift(Box::new(
+                RedshiftLoader::open(config, schema).await?,
+            ))),
         }
     }
 
@@ -125,7 +130,23 @@ impl Sink {
         match self {
             Sink::Files(s) => s.loaded_objects().await,
             Sink::Postgres(s) => s.loaded_objects().await,
+            Sink::Redshift(s) => s.loaded_objects().await,
             Sink::Null(_) => Ok(HashMap::new()),
+        }
+    }
+
+    /// Whether the ledger (`dpl_runs`, or the files sink's runs file) holds a run with this
+    /// id, i.e. its load committed. At start-up the binary promotes a checkpoint left
+    /// pending by a run that crashed between its commit and making the checkpoint current
+    /// when this is `true`, and discards it otherwise. The null sink keeps no ledger:
+    /// always `false`.
+    pub async fn run_committed(&self, run_id: &str) -> Result<bool, Error> {
+        validate_run_id(run_id)?;
+        match self {
+            Sink::Files(s) => s.run_committed(run_id).await,
+            Sink::Postgres(s) => s.run_committed(run_id).await,
+            Sink::Redshift(s) => s.run_committed(run_id).await,
+            Sink::Null(_) => Ok(false),
         }
     }
 
@@ -136,6 +157,7 @@ impl Sink {
         match self {
             Sink::Files(s) => s.begin(run_id).await,
             Sink::Postgres(s) => s.begin(run_id).await,
+            Sink::Redshift(s) => s.begin(run_id).await,
             Sink::Null(s) => {
                 s.rows.clear();
                 Ok(())
@@ -148,6 +170,7 @@ impl Sink {
         match self {
             Sink::Files(s) => s.write(batch).await,
             Sink::Postgres(s) => s.write(batch).await,
+            Sink::Redshift(s) => s.write(batch).await,
             Sink::Null(s) => {
                 check_shape(s.schema.columns(batch.table), &batch)?;
                 *s.rows.entry(batch.table).or_default() += batch.len() as u64;
@@ -162,6 +185,7 @@ impl Sink {
         let stats = match self {
             Sink::Files(s) => s.commit(run).await?,
             Sink::Postgres(s) => s.commit(run).await?,
+            Sink::Redshift(s) => s.commit(run).await?,
             Sink::Null(s) => LoadStats {
                 rows: std::mem::take(&mut s.rows),
                 ..LoadStats::default()
@@ -225,6 +249,7 @@ mod tests {
             Arc::new(Schema::default()),
         ));
         is_send(&sink.loaded_objects());
+        is_send(&sink.run_committed("x"));
         is_send(&sink.begin("x"));
         is_send(&sink.write(b));
         is_send(&sink.commit(&r));

@@ -1,9 +1,11 @@
 //! SQL text: DDL of every table, the ledger and the view, and the merge statements. Shared
-//! by the PostgreSQL loader, the files sink's `columns.sql` and (later) the Redshift loader.
+//! by the PostgreSQL loader, the files sink's `columns.sql` and the Redshift loader.
 //!
 //! Every identifier is double-quoted; the only names that are not compile-time constants are
 //! the schema name (validated by [`validate_schema_name`]) and the `extra_data` column name
-//! (validated by `dpl_core::Schema::new`). Values never appear in SQL text.
+//! (validated by `dpl_core::Schema::new`). Values never appear in this module's SQL text
+//! (the view's time zone name is validated); the Redshift loader's literals go through
+//! [`crate::redshift_sql::sql_literal`].
 
 use std::fmt::Write as _;
 
@@ -117,7 +119,13 @@ fn key_list(table: Table, prefix: &str) -> String {
 /// Redshift distribution and sort choices, with the reason, for a table.
 fn redshift_layout(table: Table) -> (&'static str, &'static str) {
     match table {
-        Table::Pageviews | Table::Videoviews | Table::CustomEvents | Table::BotTraffic => (
+        Table::BotTraffic => (
+            "DISTSTYLE EVEN SORTKEY (\"ts_action\")",
+            "bots are kept out of sessions and users, so nothing joins it by visitor, and one \
+             crawler can send most rows: a visitor DISTKEY would skew; spread evenly, sorted by \
+             time",
+        ),
+        Table::Pageviews | Table::Videoviews | Table::CustomEvents => (
             "DISTSTYLE KEY DISTKEY (\"apikey_visitor_id\") SORTKEY (\"ts_action\")",
             "event rows of one visitor sit on one slice, next to their sessions and user; \
              time-range filters prune blocks by ts_action",
@@ -393,10 +401,25 @@ pub fn merge_statements(
         .collect::<Vec<_>>()
         .join(" AND ");
     let cols = column_list(columns);
-    let delete = format!(
-        "DELETE FROM {target} t USING (SELECT DISTINCT {keys} FROM {staging} WHERE {not_null}) s \
-         WHERE {join}"
-    );
+    let delete = match dialect {
+        Dialect::Postgres => format!(
+            "DELETE FROM {target} t USING (SELECT DISTINCT {keys} FROM {staging} WHERE \
+             {not_null}) s WHERE {join}"
+        ),
+        // Redshift's DELETE takes no alias for its target and only table names after
+        // USING: join the staging table itself (a NULL key matches nothing; a key staged
+        // twice deletes its target row once).
+        Dialect::Redshift => {
+            let t = quote_ident(table.name());
+            let join = table
+                .primary_key()
+                .iter()
+                .map(|k| format!("{t}.{0} = {staging}.{0}", quote_ident(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!("DELETE FROM {target} USING {staging} WHERE {join}")
+        }
+    };
     let insert = match dialect {
         Dialect::Postgres => format!(
             "INSERT INTO {target} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {staging} \
@@ -405,7 +428,7 @@ pub fn merge_statements(
         Dialect::Redshift => format!(
             "INSERT INTO {target} ({cols}) SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER \
              (PARTITION BY {keys} ORDER BY {ORD}) AS dpl_rn FROM {staging} WHERE {not_null}) \
-             WHERE dpl_rn = 1"
+             AS dpl_r WHERE dpl_rn = 1"
         ),
     };
     [delete, insert]
@@ -447,6 +470,14 @@ mod tests {
         ));
         assert!(d.contains("DISTKEY (\"apikey_visitor_id\") SORTKEY (\"ts_action\");"));
         assert!(d.contains("DISTKEY (\"apikey_visitor_id\") SORTKEY (\"session_start_ts\");"));
+        let bots = d
+            .split("CREATE TABLE")
+            .find(|t| t.contains("parsely_bot_traffic\" ("))
+            .unwrap();
+        assert!(
+            bots.contains(")\nDISTSTYLE EVEN SORTKEY (\"ts_action\");"),
+            "{bots}"
+        );
         assert!(d.contains("PRIMARY KEY (\"utm_id\")\n)\nDISTSTYLE ALL;"));
         assert!(d.contains("PRIMARY KEY (\"pageview_post_id\")"));
         assert!(d.contains("CONVERT_TIMEZONE('America/New_York', GETDATE())"));
@@ -484,7 +515,14 @@ mod tests {
         );
         assert!(ins.contains("SELECT DISTINCT ON (\"apikey_visitor_id\", \"date\")"));
         assert!(ins.ends_with("ORDER BY \"apikey_visitor_id\", \"date\", dpl_ord"));
-        let [_, ins] = merge_statements(Dialect::Redshift, "s", Table::UserDaily, "\"stg\"", cols);
+        let [del, ins] =
+            merge_statements(Dialect::Redshift, "s", Table::UserDaily, "\"stg\"", cols);
+        assert_eq!(
+            del,
+            "DELETE FROM \"s\".\"parsely_user_daily\" USING \"stg\" WHERE \
+             \"parsely_user_daily\".\"apikey_visitor_id\" = \"stg\".\"apikey_visitor_id\" AND \
+             \"parsely_user_daily\".\"date\" = \"stg\".\"date\""
+        );
         assert!(ins.contains("ROW_NUMBER() OVER (PARTITION BY \"apikey_visitor_id\", \"date\""));
     }
 
