@@ -4,6 +4,7 @@
 //! stages (source -> decode -> sessionize -> sink) over bounded channels and maps errors to
 //! exit codes. The logic lives in the stage crates.
 
+mod bench;
 mod config;
 mod progress;
 mod run;
@@ -56,6 +57,24 @@ enum Command {
     Demo(DemoArgs),
     /// Print the DDL of every table for a sink.
     Ddl(DdlArgs),
+    /// Measure each stage and the whole pipeline on generated data.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Event lines to generate (data is reused when it exists).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Days the events span.
+    #[arg(long, default_value_t = 1)]
+    days: u32,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where generated data and scratch output go.
+    #[arg(long, value_name = "DIR", default_value = "dpl-bench")]
+    dir: PathBuf,
 }
 
 #[derive(Args, Debug, Default)]
@@ -87,6 +106,9 @@ struct RunArgs {
     /// Directory of the sessionizer checkpoint (state_dir).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Also write the run's figures (events, bytes, time, peak RSS) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -213,6 +235,21 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             install_metrics(&config)?;
             let outcome = run::run(config).await?;
             summary::print(&outcome);
+            if let Some(path) = &args.summary_json {
+                let json = serde_json::to_string_pretty(&summary::figures(&outcome))?;
+                std::fs::write(path, json)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            bench::bench(bench::BenchOptions {
+                events: args.events,
+                days: args.days,
+                seed: args.seed,
+                dir: args.dir,
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gen(args) => {

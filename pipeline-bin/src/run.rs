@@ -293,8 +293,7 @@ async fn repair_pending_checkpoint(
             run_id = checkpoint.run_id(),
             "discarding the checkpoint of a run that did not commit"
         );
-        std::fs::remove_file(pending)
-            .with_context(|| format!("removing {}", pending.display()))?;
+        std::fs::remove_file(pending).with_context(|| format!("removing {}", pending.display()))?;
     }
     Ok(())
 }
@@ -305,7 +304,9 @@ fn failpoint(name: &str) {
     if std::env::var("DPL_FAILPOINT").is_ok_and(|v| v == name) {
         eprintln!("failpoint {name}: killing the process");
         let pid = std::process::id().to_string();
-        let _ = std::process::Command::new("kill").args(["-9", &pid]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
         std::process::exit(137);
     }
 }

@@ -2,6 +2,7 @@
 
 use dpl_core::{ALL_FIELDS, Class, ErrorReason};
 
+use crate::bench::{RunFigures, peak_rss_bytes};
 use crate::run::{Outcome, tables};
 
 const CLASSES: [Class; 6] = [
@@ -72,6 +73,14 @@ pub fn render(o: &Outcome) -> String {
     for t in tables() {
         let n = o.load.rows.get(&t).copied().unwrap_or(0);
         s.push_str(&format!("    {:<26} {n}\n", t.name()));
+    }
+    let withdrawn: u64 = o.load.withdrawn.values().sum();
+    if withdrawn > 0 {
+        s.push_str(&format!("  {:<28} {withdrawn}\n", "rows withdrawn"));
+    }
+    let dups: u64 = o.load.duplicate_keys.values().sum();
+    if dups > 0 {
+        s.push_str(&format!("  {:<28} {dups}\n", "repeated keys not loaded"));
     }
     let cut: u64 = o.load.cut_values.values().sum();
     if cut > 0 {

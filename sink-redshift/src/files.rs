@@ -9,7 +9,11 @@
 //! - `_dpl_ledger.csv`: the loaded objects, columns of `dpl_loaded_objects` (`object_key,
 //!   etag, size_bytes, events, run_id, loaded_at`), appended at every commit; a key listed
 //!   twice counts with its last row;
-//! - `_dpl_runs.csv`: one row per committed run, columns of `dpl_runs`.
+//! - `_dpl_runs.csv`: one row per committed run, columns of `dpl_runs`;
+//! - `<table_name>/withdrawn-<run_id>.csv.gz`: primary keys (in `Table::primary_key`
+//!   order, same CSV encoding) of rows that earlier runs wrote and that no longer exist
+//!   (a session emitted while open whose key changed): a loader deletes them before it
+//!   merges that run's parts.
 //!
 //! During a run parts are written under `out/.staging-<run_id>/`; commit renames them into
 //! the tables' directories, then rewrites the ledger atomically (temp file, fsync, rename),
@@ -72,6 +76,8 @@ struct RunState {
     closed: Vec<(Table, String)>,
     next_part: [u32; Table::ALL.len()],
     rows: [u64; Table::ALL.len()],
+    /// Encoded withdrawn keys and their count, indexed by `Table as usize`.
+    withdrawn: Vec<(Vec<u8>, u64)>,
 }
 
 struct Part {
@@ -195,6 +201,7 @@ impl FilesSink {
             closed: Vec::new(),
             next_part: [0; Table::ALL.len()],
             rows: [0; Table::ALL.len()],
+            withdrawn: Table::ALL.iter().map(|_| (Vec::new(), 0)).collect(),
         }));
         Ok(())
     }
@@ -215,6 +222,23 @@ impl FilesSink {
             self.run = Some(run);
         }
         result
+    }
+
+    /// Keeps withdrawn keys for the run's `withdrawn-<run_id>.csv.gz` files.
+    pub(crate) async fn withdraw(&mut self, batch: RowBatch) -> Result<(), Error> {
+        let run = self
+            .run
+            .as_mut()
+            .ok_or(Error::State("write before begin"))?;
+        let columns = crate::sink::key_columns(&run.schema, batch.table);
+        let Some((buf, n)) = run.withdrawn.get_mut(batch.table as usize) else {
+            return Err(Error::State("unknown table"));
+        };
+        for row in batch.values.chunks_exact(columns.len().max(1)) {
+            run.encoder.encode_row(batch.table, &columns, row, buf)?;
+            *n += 1;
+        }
+        Ok(())
     }
 
     pub(crate) async fn commit(&mut self, record: &RunRecord) -> Result<LoadStats, Error> {
@@ -318,6 +342,31 @@ impl RunState {
         for t in Table::ALL {
             self.close_part(t)?;
         }
+        let mut withdrawn = std::collections::BTreeMap::new();
+        for t in Table::ALL {
+            let Some((keys, n)) = self.withdrawn.get(t as usize) else {
+                continue;
+            };
+            if *n == 0 {
+                continue;
+            }
+            let dir = self.staging.join(t.name());
+            if !dir.exists() {
+                create_dir(&dir)?;
+            }
+            let name = format!("withdrawn-{}.csv.gz", self.run_id);
+            let path = dir.join(&name);
+            let mut gz = GzEncoder::new(BufWriter::new(create_file(&path)?), Compression::fast());
+            gz.write_all(keys).map_err(Error::io(&path))?;
+            let file = gz
+                .finish()
+                .map_err(Error::io(&path))?
+                .into_inner()
+                .map_err(|e| Error::io(&path)(e.into_error()))?;
+            file.sync_all().map_err(Error::io(&path))?;
+            self.closed.push((t, name));
+            withdrawn.insert(t, *n);
+        }
         let mut dirs = Vec::new();
         for (table, name) in &self.closed {
             let from = self.staging.join(table.name()).join(name);
@@ -333,7 +382,10 @@ impl RunState {
         }
         append_ledger(out, record)?;
         remove_dir_if_exists(&self.staging)?;
-        let mut stats = LoadStats::default();
+        let mut stats = LoadStats {
+            withdrawn,
+            ..LoadStats::default()
+        };
         for t in Table::ALL {
             let n = self.rows.get(t as usize).copied().unwrap_or(0);
             if n > 0 {

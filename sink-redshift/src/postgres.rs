@@ -57,6 +57,8 @@ struct PgRun {
     buf: Vec<u8>,
     /// Rows copied into each staging table, indexed by `Table as usize`.
     staged: [u64; Table::ALL.len()],
+    /// Target rows deleted by withdrawals, indexed by `Table as usize`.
+    withdrawn: [u64; Table::ALL.len()],
 }
 
 impl PostgresLoader {
@@ -240,6 +242,7 @@ impl PostgresLoader {
             encoder: CsvEncoder::new(Dialect::Postgres),
             buf: Vec::with_capacity(1 << 16),
             staged: [0; Table::ALL.len()],
+            withdrawn: [0; Table::ALL.len()],
         }));
         Ok(())
     }
@@ -255,6 +258,22 @@ impl PostgresLoader {
             if let Some(run) = self.run.take() {
                 run.rollback().await;
             }
+        }
+        result
+    }
+
+    /// Deletes withdrawn keys from the target inside the run's transaction (invisible until
+    /// commit; the run's own rows are merged after).
+    pub(crate) async fn withdraw(&mut self, batch: RowBatch) -> Result<(), Error> {
+        let run = self
+            .run
+            .as_mut()
+            .ok_or(Error::State("write before begin"))?;
+        let result = run.withdraw(&self.schema_name, &self.schema, &batch).await;
+        if result.is_err()
+            && let Some(run) = self.run.take()
+        {
+            run.rollback().await;
         }
         result
     }
@@ -276,6 +295,55 @@ impl PostgresLoader {
 }
 
 impl PgRun {
+    async fn withdraw(
+        &mut self,
+        schema_name: &str,
+        schema: &Schema,
+        batch: &RowBatch,
+    ) -> Result<(), Error> {
+        let table = batch.table;
+        let keys = crate::sink::key_columns(schema, table);
+        let cond: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "{} = CAST(${}::text AS {})",
+                    quote_ident(&c.name),
+                    i + 1,
+                    sql_type(c.ty)
+                )
+            })
+            .collect();
+        let stmt = format!(
+            "DELETE FROM {} WHERE {}",
+            qualified(schema_name, table.name()),
+            cond.join(" AND ")
+        );
+        let what = format!("withdraw keys of {}", table.name());
+        let prepared = self
+            .client
+            .prepare(&stmt)
+            .await
+            .map_err(Error::pg(what.clone()))?;
+        for row in batch.values.chunks_exact(keys.len().max(1)) {
+            let texts: Vec<Option<String>> = row.iter().map(crate::sink::key_text).collect();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = texts
+                .iter()
+                .map(|t| t as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            let n = self
+                .client
+                .execute(&prepared, &params)
+                .await
+                .map_err(Error::pg(what.clone()))?;
+            if let Some(w) = self.withdrawn.get_mut(table as usize) {
+                *w += n;
+            }
+        }
+        Ok(())
+    }
+
     async fn copy(&mut self, schema: &Schema, batch: &RowBatch) -> Result<(), Error> {
         let columns = schema.columns(batch.table);
         self.buf.clear();
@@ -317,6 +385,12 @@ impl PgRun {
         record: &RunRecord,
     ) -> Result<LoadStats, Error> {
         let mut stats = LoadStats::default();
+        for t in Table::ALL {
+            let withdrawn = self.withdrawn.get(t as usize).copied().unwrap_or(0);
+            if withdrawn > 0 {
+                stats.withdrawn.insert(t, withdrawn);
+            }
+        }
         for t in Table::ALL {
             let staged = self.staged.get(t as usize).copied().unwrap_or(0);
             if staged == 0 {

@@ -48,6 +48,8 @@ pub struct RedshiftLoader {
     region: Option<String>,
     compression: Compression,
     run: Option<RunStage>,
+    /// Withdrawn keys of the current run (few: keys of open sessions that changed).
+    withdrawn: Vec<(Table, Vec<Option<String>>)>,
 }
 
 impl std::fmt::Debug for RedshiftLoader {
@@ -171,6 +173,7 @@ impl RedshiftLoader {
             region: config.region.clone(),
             compression: config.compression,
             run: None,
+            withdrawn: Vec::new(),
         };
         loader.create_objects(&client).await?;
         Ok(loader)
@@ -288,7 +291,21 @@ impl RedshiftLoader {
             )));
         }
         self.sweep(&client, run_id).await?;
+        self.withdrawn.clear();
         self.run = Some(self.stager.begin(run_id)?);
+        Ok(())
+    }
+
+    /// Keeps withdrawn keys; the load deletes them in its transaction before the merge.
+    pub(crate) async fn withdraw(&mut self, batch: RowBatch) -> Result<(), Error> {
+        if self.run.is_none() {
+            return Err(Error::State("write before begin"));
+        }
+        let width = batch.width.max(1);
+        for row in batch.values.chunks_exact(width) {
+            self.withdrawn
+                .push((batch.table, row.iter().map(crate::sink::key_text).collect()));
+        }
         Ok(())
     }
 
@@ -330,7 +347,7 @@ impl RedshiftLoader {
                 manifest_url: s.manifest_url.clone(),
             })
             .collect();
-        let steps = rsql::load_steps(
+        let mut steps = rsql::load_steps(
             &self.schema_name,
             &self.schema,
             &tables,
@@ -339,6 +356,22 @@ impl RedshiftLoader {
             self.compression,
             record,
         )?;
+        // Withdrawn keys go first, right after BEGIN: the run's rows are merged after them.
+        let withdrawals =
+            rsql::withdraw_statements(&self.schema_name, &self.schema, &self.withdrawn)?;
+        let mut withdrawn = std::collections::BTreeMap::new();
+        for (t, _) in &self.withdrawn {
+            *withdrawn.entry(*t).or_insert(0u64) += 1;
+        }
+        for (i, sql) in withdrawals.into_iter().enumerate() {
+            steps.insert(
+                1 + i,
+                rsql::Step {
+                    sql,
+                    kind: rsql::StepKind::Exec,
+                },
+            );
+        }
         let client = self.connect().await?;
         let mut stats = run_load_steps(&client, &steps, &staged, &self.auth, |step, _| {
             let client = &client;
@@ -346,6 +379,7 @@ impl RedshiftLoader {
         })
         .await?;
         stats.add_encode(&encode);
+        stats.withdrawn = withdrawn;
         Ok(stats)
     }
 }

@@ -533,3 +533,47 @@ fn split_script(script: &str) -> Vec<String> {
     }
     out
 }
+
+/// `DELETE` statements that remove withdrawn keys (see `dpl_core::RowBatch::withdraw`) from
+/// their target tables, at most 500 keys a statement; values are escaped literals cast to the
+/// key column's type.
+pub fn withdraw_statements(
+    schema_name: &str,
+    schema: &Schema,
+    keys: &[(Table, Vec<Option<String>>)],
+) -> Result<Vec<String>, Error> {
+    sql::validate_schema_name(schema_name)?;
+    let mut out = Vec::new();
+    for t in Table::ALL {
+        let cols = crate::sink::key_columns(schema, t);
+        let rows: Vec<&Vec<Option<String>>> = keys
+            .iter()
+            .filter(|(k, _)| *k == t)
+            .map(|(_, v)| v)
+            .collect();
+        for chunk in rows.chunks(500) {
+            let mut conds = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                let mut parts = Vec::with_capacity(cols.len());
+                for (c, v) in cols.iter().zip(key.iter()) {
+                    parts.push(match v {
+                        Some(v) => format!(
+                            "{} = CAST({} AS {})",
+                            quote_ident(&c.name),
+                            sql_literal(v)?,
+                            sql_type(c.ty)
+                        ),
+                        None => format!("{} IS NULL", quote_ident(&c.name)),
+                    });
+                }
+                conds.push(format!("({})", parts.join(" AND ")));
+            }
+            out.push(format!(
+                "DELETE FROM {} WHERE {}",
+                qualified(schema_name, t.name()),
+                conds.join(" OR ")
+            ));
+        }
+    }
+    Ok(out)
+}

@@ -48,6 +48,8 @@ pub struct LoadStats {
     pub out_of_range: u64,
     /// Staged rows not loaded because a primary key column was NULL.
     pub null_keys: BTreeMap<Table, u64>,
+    /// Primary keys withdrawn (rows an earlier run loaded that no longer exist), per table.
+    pub withdrawn: BTreeMap<Table, u64>,
 }
 
 impl LoadStats {
@@ -165,8 +167,22 @@ impl Sink {
         }
     }
 
-    /// Stages one batch. Its width must be the table's column count.
+    /// Stages one batch. Its width must be the table's column count, or for a batch of
+    /// withdrawn keys (`batch.withdraw`) the primary key's column count: those rows are
+    /// deleted in the run's transaction, before its rows replace theirs.
     pub async fn write(&mut self, batch: RowBatch) -> Result<(), Error> {
+        if batch.withdraw {
+            check_withdraw_shape(&batch)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            return match self {
+                Sink::Files(s) => s.withdraw(batch).await,
+                Sink::Postgres(s) => s.withdraw(batch).await,
+                Sink::Redshift(s) => s.withdraw(batch).await,
+                Sink::Null(_) => Ok(()),
+            };
+        }
         match self {
             Sink::Files(s) => s.write(batch).await,
             Sink::Postgres(s) => s.write(batch).await,
@@ -203,6 +219,55 @@ pub async fn run(sink: &mut Sink, rx: async_channel::Receiver<RowBatch>) -> Resu
         sink.write(batch).await?;
     }
     Ok(())
+}
+
+/// A batch of withdrawn keys has the width of its table's primary key.
+pub(crate) fn check_withdraw_shape(batch: &RowBatch) -> Result<(), Error> {
+    let n = batch.table.primary_key().len();
+    if batch.width != n || !batch.values.len().is_multiple_of(n) {
+        return Err(Error::BadBatch {
+            table: batch.table,
+            width: batch.width,
+            values: batch.values.len(),
+            expected: n,
+        });
+    }
+    Ok(())
+}
+
+/// The text form of a key value for a `CAST(text AS type)` in SQL; `None` for NULL.
+pub(crate) fn key_text(v: &dpl_core::Value) -> Option<String> {
+    use dpl_core::Value;
+    match v {
+        Value::Null => None,
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Text(t) => Some(t.to_string()),
+        Value::Ts(us) => {
+            let mut s = String::new();
+            dpl_core::write_ts(&mut s, *us);
+            Some(s)
+        }
+        Value::Date(d) => {
+            let mut s = String::new();
+            dpl_core::write_date(&mut s, *d);
+            Some(s)
+        }
+    }
+}
+
+/// The primary key columns of `table`, typed as in `schema`.
+pub(crate) fn key_columns(schema: &Schema, table: Table) -> Vec<dpl_core::Column> {
+    table
+        .primary_key()
+        .iter()
+        .filter_map(|k| {
+            schema
+                .index(table, k)
+                .map(|i| schema.columns(table)[i].clone())
+        })
+        .collect()
 }
 
 /// Run ids name files and ledger rows: 1 to 128 of `A-Z a-z 0-9 _ - . :`, not starting

@@ -992,3 +992,33 @@ fn redshift_config_is_validated() {
     assert_eq!(parsed.part_bytes, 1 << 20);
     assert_eq!(parsed.staging_prefix, "dpl-staging/");
 }
+
+/// Withdrawn keys become DELETEs that parse as Redshift SQL and quote hostile values
+/// harmlessly; a hostile schema name is refused.
+#[test]
+fn withdraw_statements_parse_and_quote_values() {
+    let schema = Schema::default();
+    let keys = vec![
+        (Table::Sessions, vec![Some("k1".to_owned())]),
+        (
+            Table::Sessions,
+            vec![Some("it's; DROP TABLE x; --".to_owned())],
+        ),
+        (
+            Table::UserDaily,
+            vec![Some("a1".to_owned()), Some("2016-08-02".to_owned())],
+        ),
+    ];
+    let statements = rsql::withdraw_statements("dw", &schema, &keys).unwrap();
+    assert_eq!(statements.len(), 2, "{statements:#?}");
+    for s in &statements {
+        let parsed = parse_one(s);
+        assert!(parsed.starts_with("DELETE FROM"), "{parsed}");
+    }
+    assert!(
+        statements[0].contains("'it''s; DROP TABLE x; --'"),
+        "{}",
+        statements[0]
+    );
+    assert!(rsql::withdraw_statements("dw\"; --", &schema, &keys).is_err());
+}

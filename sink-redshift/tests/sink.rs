@@ -838,3 +838,96 @@ async fn bad_configs_are_refused() {
     let toml_err = toml::from_str::<SinkConfig>("kind = \"oracle\"").unwrap_err();
     assert!(toml_err.to_string().contains("postgres"), "{toml_err}");
 }
+
+/// A session emitted while open whose key changed later is withdrawn: PostgreSQL deletes it
+/// in the run's transaction, before the run's rows replace theirs; the files sink writes the
+/// keys next to the parts.
+#[tokio::test]
+async fn withdrawn_keys_are_deleted_in_the_runs_transaction() {
+    let schema = Arc::new(Schema::default());
+    let name = schema_name("withdraw");
+    let _drop = DropSchema(name.clone());
+    let c = client().await;
+    let mut sink = Sink::open(&pg_config(&name), schema.clone()).await.unwrap();
+    let s = |key: &str| {
+        row(
+            &schema,
+            Table::Sessions,
+            &[("session_key", Value::text(key))],
+        )
+    };
+    let d = |date: Value| {
+        row(
+            &schema,
+            Table::UserDaily,
+            &[("apikey_visitor_id", Value::text("a1")), ("date", date)],
+        )
+    };
+    let first = [
+        (Table::Sessions, vec![s("old"), s("keep")]),
+        (
+            Table::UserDaily,
+            vec![d(day(2016, 8, 1)), d(day(2016, 8, 2))],
+        ),
+    ];
+    load(&mut sink, &schema, "run-1", &first, &[]).await;
+
+    sink.begin("run-2").await.unwrap();
+    let mut w = RowBatch::withdrawals(Table::Sessions);
+    w.values
+        .extend([Value::text("old"), Value::text("never-loaded")]);
+    sink.write(w).await.unwrap();
+    let mut w = RowBatch::withdrawals(Table::UserDaily);
+    w.values.extend([Value::text("a1"), day(2016, 8, 2)]);
+    sink.write(w).await.unwrap();
+    sink.write(batch(&schema, Table::Sessions, &[s("new")]))
+        .await
+        .unwrap();
+    // Before the commit, readers still see the old rows.
+    assert_eq!(
+        read_table(&c, &name, &schema, Table::Sessions).await.len(),
+        2
+    );
+    let stats = sink.commit(&record("run-2", &[])).await.unwrap();
+    assert_eq!(stats.withdrawn.get(&Table::Sessions), Some(&1));
+    assert_eq!(stats.withdrawn.get(&Table::UserDaily), Some(&1));
+    let keys: Vec<Value> = read_table(&c, &name, &schema, Table::Sessions)
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(keys, vec![Value::text("keep"), Value::text("new")]);
+    assert_eq!(
+        read_table(&c, &name, &schema, Table::UserDaily).await,
+        vec![d(day(2016, 8, 1))]
+    );
+
+    // A withdrawal batch of the wrong width is refused.
+    sink.begin("run-3").await.unwrap();
+    let mut bad = RowBatch::withdrawals(Table::UserDaily);
+    bad.width = 1;
+    bad.values.push(Value::text("a1"));
+    assert!(sink.write(bad).await.is_err());
+    drop(sink);
+
+    // Files sink: the keys land in withdrawn-<run>.csv.gz, in the crate's CSV encoding.
+    let dir = tempfile::tempdir().unwrap();
+    let config = SinkConfig {
+        kind: SinkKind::Files,
+        out: dir.path().to_owned(),
+        ..SinkConfig::default()
+    };
+    let mut files = Sink::open(&config, schema.clone()).await.unwrap();
+    files.begin("run-9").await.unwrap();
+    let mut w = RowBatch::withdrawals(Table::Sessions);
+    w.values.extend([Value::text("old"), Value::text("a,b")]);
+    files.write(w).await.unwrap();
+    let stats = files.commit(&record("run-9", &[])).await.unwrap();
+    assert_eq!(stats.withdrawn.get(&Table::Sessions), Some(&2));
+    let text = gunzip(
+        &dir.path()
+            .join("parsely_sessions")
+            .join("withdrawn-run-9.csv.gz"),
+    );
+    assert_eq!(String::from_utf8(text).unwrap(), "old\n\"a,b\"\n");
+}

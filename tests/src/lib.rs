@@ -134,7 +134,13 @@ pub fn parts(dir: &Path) -> Vec<PathBuf> {
     let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".csv.gz"))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.starts_with("part-") && name.ends_with(".csv.gz")
+        })
         .collect();
     parts.sort();
     parts
@@ -215,7 +221,28 @@ pub async fn load_merged(client: &tokio_postgres::Client, schema: &str, out: &Pa
                 .unwrap_or_else(|| panic!("unexpected part name {name}"));
             runs.entry(run).or_default().push(part);
         }
-        for (_, parts) in runs {
+        for (run, parts) in runs {
+            // Keys an earlier run loaded that no longer exist: deleted before the run's rows.
+            let withdrawn = out.join(&table).join(format!("withdrawn-{run}.csv.gz"));
+            if withdrawn.exists() {
+                let keys: Vec<String> = t.primary_key().iter().map(|c| (*c).to_owned()).collect();
+                client
+                    .batch_execute(&format!(
+                        "DROP TABLE IF EXISTS wd; CREATE TEMP TABLE wd AS
+                         SELECT {pk} FROM \"{schema}\".\"{table}\" WHERE false"
+                    ))
+                    .await
+                    .unwrap();
+                copy_csv(client, "pg_temp", "wd", &keys, gunzip(&withdrawn)).await;
+                client
+                    .batch_execute(&format!(
+                        "DELETE FROM \"{schema}\".\"{table}\" t USING wd w WHERE ({}) = ({})",
+                        prefixed("t", t.primary_key()),
+                        prefixed("w", t.primary_key()),
+                    ))
+                    .await
+                    .unwrap();
+            }
             client
                 .batch_execute(&format!(
                     "DROP TABLE IF EXISTS stg; CREATE TEMP TABLE stg (LIKE \"{schema}\".\"{table}\");
