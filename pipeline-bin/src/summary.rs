@@ -91,5 +91,23 @@ pub fn render(o: &Outcome) -> String {
         "time",
         o.elapsed.as_secs_f64()
     ));
+    s.push_str(&format!(
+        "  {:<28} {:.0} MiB\n",
+        "peak memory (RSS)",
+        peak_rss_bytes() as f64 / 1048576.0
+    ));
     s
+}
+
+/// The figures of a run for `--summary-json` (and `dpl bench`).
+pub fn figures(o: &Outcome) -> RunFigures {
+    RunFigures {
+        events: o.decode.events.iter().sum(),
+        lines: o.decode.lines,
+        compressed_bytes: o.bytes_read,
+        decompressed_bytes: o.decode.bytes,
+        rows: o.load.rows.values().sum(),
+        elapsed_seconds: o.elapsed.as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+    }
 }
