@@ -11,29 +11,38 @@ use std::sync::Arc;
 use dpl_core::Event;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Settings;
+use crate::derive::Key;
 use crate::error::Error;
 use crate::ser::StoredEvent;
+use crate::sessionizer::Prior;
 use crate::state::Totals;
 
 const MAGIC: &[u8; 8] = b"DPLSESS\0";
 /// Bump on any change to [`Stored`] or the records it holds.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// What a run leaves for the next.
 pub(crate) struct State {
+    /// The settings the state was built under.
+    pub settings: Settings,
     pub watermark: i64,
     pub dedupe_max: i64,
     pub dedupe: Vec<(Arc<str>, i64)>,
     pub open: Vec<Event>,
+    /// Per visitor with open sessions, the keys they were emitted under (sorted by visitor).
+    pub priors: Vec<(Key, Prior)>,
     pub totals: Totals,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
+    settings: Settings,
     watermark: i64,
     dedupe_max: i64,
     dedupe: Vec<(Arc<str>, i64)>,
     open: Vec<StoredEvent>,
+    priors: Vec<(Key, Prior)>,
     totals: Totals,
 }
 
@@ -93,6 +102,7 @@ impl Checkpoint {
     /// The encoded file bytes.
     fn encode(&self) -> Result<Vec<u8>, String> {
         let stored = Stored {
+            settings: self.state.settings.clone(),
             watermark: self.state.watermark,
             dedupe_max: self.state.dedupe_max,
             dedupe: self.state.dedupe.clone(),
@@ -102,6 +112,7 @@ impl Checkpoint {
                 .iter()
                 .map(StoredEvent::from_event)
                 .collect(),
+            priors: self.state.priors.clone(),
             totals: self.state.totals.clone(),
         };
         let payload = postcard::to_stdvec(&stored).map_err(|e| e.to_string())?;
@@ -206,10 +217,12 @@ impl Checkpoint {
         Ok(Checkpoint {
             run_id: run,
             state: State {
+                settings: stored.settings,
                 watermark: stored.watermark,
                 dedupe_max: stored.dedupe_max,
                 dedupe: stored.dedupe,
                 open,
+                priors: stored.priors,
                 totals: stored.totals,
             },
         })

@@ -1,7 +1,8 @@
 //! Configuration of the sessionizer (SPEC.md section 7 defaults).
 
+use dpl_core::Schema;
 use jiff::SignedDuration;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Settings of sessions, users, labels and state windows. Every field has the SPEC.md
 /// section 7 default.
@@ -83,5 +84,97 @@ impl SessionizeConfig {
             return bad("batch_rows must be at least 1");
         }
         Ok(())
+    }
+}
+
+/// The settings the saved state depends on: written in the checkpoint and compared when a
+/// run loads it (a changed one would silently mix two definitions of a session or a day).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Settings {
+    idle_timeout_us: i64,
+    allowed_lateness_us: i64,
+    dedupe_window_us: i64,
+    timezone: String,
+    loyalty_pageviews: i64,
+    rolling_loyalty_pageviews: i64,
+    rolling_window_days: i64,
+    daily_retention_days: i64,
+    extra_data_column: String,
+}
+
+fn us(d: SignedDuration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn duration(us: i64) -> String {
+    format!("{:#}", SignedDuration::from_micros(us))
+}
+
+impl Settings {
+    pub(crate) fn of(c: &SessionizeConfig, schema: &Schema) -> Settings {
+        Settings {
+            idle_timeout_us: us(c.idle_timeout),
+            allowed_lateness_us: us(c.allowed_lateness),
+            dedupe_window_us: us(c.dedupe_window),
+            timezone: c.timezone.clone(),
+            loyalty_pageviews: c.loyalty_pageviews,
+            rolling_loyalty_pageviews: c.rolling_loyalty_pageviews,
+            rolling_window_days: c.rolling_window_days,
+            daily_retention_days: c.daily_retention_days,
+            extra_data_column: schema.extra_column().to_owned(),
+        }
+    }
+
+    /// The first setting that differs from `now`: its name, old and new values.
+    pub(crate) fn changed(&self, now: &Settings) -> Option<(&'static str, String, String)> {
+        let d = |name, a: i64, b: i64| (a != b).then(|| (name, duration(a), duration(b)));
+        let n = |name, a: i64, b: i64| (a != b).then(|| (name, a.to_string(), b.to_string()));
+        let t =
+            |name, a: &str, b: &str| (a != b).then(|| (name, format!("{a:?}"), format!("{b:?}")));
+        d("idle_timeout", self.idle_timeout_us, now.idle_timeout_us)
+            .or_else(|| {
+                d(
+                    "allowed_lateness",
+                    self.allowed_lateness_us,
+                    now.allowed_lateness_us,
+                )
+            })
+            .or_else(|| d("dedupe_window", self.dedupe_window_us, now.dedupe_window_us))
+            .or_else(|| t("timezone", &self.timezone, &now.timezone))
+            .or_else(|| {
+                n(
+                    "loyalty_pageviews",
+                    self.loyalty_pageviews,
+                    now.loyalty_pageviews,
+                )
+            })
+            .or_else(|| {
+                n(
+                    "rolling_loyalty_pageviews",
+                    self.rolling_loyalty_pageviews,
+                    now.rolling_loyalty_pageviews,
+                )
+            })
+            .or_else(|| {
+                n(
+                    "rolling_window_days",
+                    self.rolling_window_days,
+                    now.rolling_window_days,
+                )
+            })
+            .or_else(|| {
+                n(
+                    "daily_retention_days",
+                    self.daily_retention_days,
+                    now.daily_retention_days,
+                )
+            })
+            .or_else(|| {
+                t(
+                    "extra_data_column",
+                    &self.extra_data_column,
+                    &now.extra_data_column,
+                )
+            })
     }
 }

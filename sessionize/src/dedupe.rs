@@ -1,34 +1,21 @@
 //! Dedupe by `event_id` within `dedupe_window` of the largest `ts_action` seen.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-/// What [`Dedupe::check`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// Not seen within the window: keep it.
-    New,
-    /// A copy was seen within the window: drop it.
-    Duplicate,
-    /// A copy was kept earlier in this run but has left the window: the rows would share a
-    /// primary key; drop it and count a key conflict.
-    Conflict,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    ts: i64,
-    /// Registered in this run (kept until the run ends, to detect key conflicts).
-    this_run: bool,
-}
+use crate::derive::HashMap;
 
 /// Event ids with their `ts_action`, exact (no hashing-only set), evicted by time.
+///
+/// Only ids whose `ts_action` is within the window of the largest one registered are kept,
+/// within a run as across runs, so memory follows the traffic of the last `dedupe_window`,
+/// not the length of the run.
 pub(crate) struct Dedupe {
     window: i64,
     /// Largest `ts_action` registered (activity and bots).
     max: i64,
-    ids: HashMap<Arc<str>, Entry>,
+    ids: HashMap<Arc<str>, i64>,
     by_ts: BinaryHeap<Reverse<(i64, Arc<str>)>>,
 }
 
@@ -37,7 +24,7 @@ impl Dedupe {
         Dedupe {
             window,
             max: i64::MIN,
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             by_ts: BinaryHeap::new(),
         }
     }
@@ -46,25 +33,20 @@ impl Dedupe {
         self.max.saturating_sub(self.window)
     }
 
-    /// Whether `id` was seen (decided from timestamps, not from when eviction ran, so the
-    /// answer does not depend on batch sizes).
-    pub(crate) fn check(&self, id: &str) -> Seen {
-        match self.ids.get(id) {
-            Some(e) if e.ts >= self.floor() => Seen::Duplicate,
-            Some(e) if e.this_run => Seen::Conflict,
-            _ => Seen::New,
-        }
+    /// Whether a copy of `id` was kept within the window (decided from timestamps, not
+    /// from when eviction ran, so the answer does not depend on batch sizes).
+    pub(crate) fn is_duplicate(&self, id: &str) -> bool {
+        self.ids.get(id).is_some_and(|&ts| ts >= self.floor())
     }
 
     /// Remembers a kept event.
-    pub(crate) fn register(&mut self, id: &str, ts: i64, this_run: bool) {
-        let id: Arc<str> = Arc::from(id);
-        self.ids.insert(id.clone(), Entry { ts, this_run });
+    pub(crate) fn register(&mut self, id: Arc<str>, ts: i64) {
+        self.ids.insert(id.clone(), ts);
         self.by_ts.push(Reverse((ts, id)));
         self.max = self.max.max(ts);
     }
 
-    /// Forgets ids that left the window, except those registered in this run.
+    /// Forgets the ids that left the window.
     pub(crate) fn evict(&mut self) {
         let floor = self.floor();
         while let Some(Reverse((ts, _))) = self.by_ts.peek() {
@@ -74,27 +56,11 @@ impl Dedupe {
             let Some(Reverse((ts, id))) = self.by_ts.pop() else {
                 break;
             };
-            if let Some(e) = self.ids.get(&id)
-                && e.ts == ts
-                && !e.this_run
-            {
+            // A later copy registered again (after leaving the window) has another ts.
+            if self.ids.get(&id) == Some(&ts) {
                 self.ids.remove(&id);
             }
         }
-    }
-
-    /// End of run: forgets everything out of the window; the rest becomes "earlier run".
-    pub(crate) fn end_run(&mut self) {
-        let floor = self.floor();
-        self.ids.retain(|_, e| e.ts >= floor);
-        for e in self.ids.values_mut() {
-            e.this_run = false;
-        }
-        self.by_ts = self
-            .ids
-            .iter()
-            .map(|(id, e)| Reverse((e.ts, id.clone())))
-            .collect();
     }
 
     pub(crate) fn max(&self) -> i64 {
@@ -103,11 +69,52 @@ impl Dedupe {
     pub(crate) fn set_max(&mut self, max: i64) {
         self.max = max;
     }
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
     pub(crate) fn entries(&self) -> impl Iterator<Item = (&Arc<str>, i64)> {
-        self.ids.iter().map(|(k, e)| (k, e.ts))
+        self.ids.iter().map(|(k, ts)| (k, *ts))
     }
     /// Approximate bytes held.
     pub(crate) fn bytes(&self) -> usize {
         self.ids.keys().map(|k| k.len() + 16 + 24 + 8 + 24).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000_000;
+
+    #[test]
+    fn ids_leave_memory_once_the_window_passes_them() {
+        let mut d = Dedupe::new(2 * H);
+        d.register(Arc::from("a"), 0);
+        d.register(Arc::from("b"), H);
+        d.evict();
+        assert_eq!(d.len(), 2);
+        assert!(d.is_duplicate("a"));
+        // The largest ts moves to 2h + 1us: "a" (at 0) is out of the window, "b" is not.
+        d.register(Arc::from("c"), 2 * H + 1);
+        assert!(
+            !d.is_duplicate("a"),
+            "out of the window before eviction ran"
+        );
+        assert!(d.is_duplicate("b"));
+        d.evict();
+        assert_eq!(d.len(), 2, "a evicted within the run");
+        // A copy of "a" arriving now is a new event (SPEC.md: its row shares a key, which
+        // the sink counts); registered, it is out of the window at once and evicted again.
+        d.register(Arc::from("a"), 0);
+        assert!(!d.is_duplicate("a"));
+        d.evict();
+        assert_eq!(d.len(), 2);
+        d.register(Arc::from("d"), 3 * H + 1);
+        d.evict();
+        assert!(!d.is_duplicate("b"));
+        assert!(d.is_duplicate("c"));
+        assert_eq!(d.len(), 2, "b left, c and d stay");
     }
 }

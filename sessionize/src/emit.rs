@@ -4,11 +4,17 @@ use std::collections::BTreeMap;
 
 use dpl_core::{RowBatch, Table, Value};
 
-/// Per-table row buffers and row counts.
+use crate::derive::{Key, KeyMemo};
+
+/// Per-table row buffers and row counts, with the scratch state of row building.
 pub(crate) struct Emitter {
     bufs: Vec<RowBatch>,
     batch_rows: usize,
     pub(crate) rows: BTreeMap<Table, u64>,
+    /// Memos of the per-event md5 recipes.
+    pub(crate) memo: KeyMemo,
+    /// The withdrawable keys of the rows of the session just built (see `build_session`).
+    pub(crate) keys: Vec<(Table, Key)>,
 }
 
 impl Emitter {
@@ -20,6 +26,8 @@ impl Emitter {
                 .collect(),
             batch_rows: batch_rows.max(1),
             rows: BTreeMap::new(),
+            memo: KeyMemo::default(),
+            keys: Vec::new(),
         }
     }
 

@@ -8,6 +8,18 @@ pub enum Error {
     /// A setting is invalid; the message names the key and what is accepted.
     #[error("invalid sessionize config: {0}")]
     Config(String),
+    /// The checkpoint was written under another value of a setting the state depends on.
+    #[error(
+        "{setting} was {old} when the saved state was written and is {new} now; the open \
+         sessions, user totals and dedupe ids in the state follow the old value. Set \
+         {setting} back to {old}, or move the state_dir away and reload from the first day \
+         with an empty one (loads are idempotent)"
+    )]
+    SettingChanged {
+        setting: &'static str,
+        old: String,
+        new: String,
+    },
     /// The checkpoint file is corrupt, truncated or of another format version.
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },

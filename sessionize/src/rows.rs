@@ -28,7 +28,7 @@ use dpl_core::{
 };
 
 use crate::derive::{
-    Derive, date_parts_of_micros, day_of_micros, since_publish, word_count_bucket,
+    Derive, Key, date_parts_of_micros, day_of_micros, since_publish, word_count_bucket,
 };
 
 /// Facts of one `parsely_pageviews` row beyond its event's own columns.
@@ -168,6 +168,30 @@ pub(crate) struct CampaignFacts<'a> {
     pub sessions: i64,
 }
 
+/// The md5 keys of an event-grain row, computed once by the caller (the sessionizer reuses
+/// the session's visitor key, the attribution's view keys and memos of the rest).
+pub(crate) struct EventKeys {
+    pub avid: Key,
+    pub utm_id: Key,
+    /// The `pageview_key` column: the event's own recipe, or for videoviews the parent's.
+    pub pageview_key: Value,
+    pub videostart_key: Key,
+    pub session_id: Key,
+}
+
+impl EventKeys {
+    /// Every key computed from `ev`.
+    pub(crate) fn of(ev: &Event) -> EventKeys {
+        EventKeys {
+            avid: Derive::apikey_visitor_id(ev),
+            utm_id: Derive::utm_id(ev),
+            pageview_key: Value::Text(Derive::pageview_key(ev)),
+            videostart_key: Derive::videostart_key(ev),
+            session_id: Derive::parsely_session_id(ev),
+        }
+    }
+}
+
 /// `Value::Text` of a static label.
 fn label(s: &'static str) -> Value {
     Value::text(s)
@@ -188,16 +212,15 @@ fn local_ts(v: &Value) -> Option<i64> {
 
 impl Derive {
     /// Pushes the event columns: the 122 raw fields, `EVENT_DERIVED`, one `_tz` per
-    /// `TZ_FIELDS`, then `EVENT_DATE_PARTS`. `pageview_key` replaces the event's own recipe
-    /// value when set (videoviews hold their parent's key there).
-    fn push_event_columns(&self, ev: &Event, pageview_key: Option<Value>, out: &mut Vec<Value>) {
+    /// `TZ_FIELDS`, then `EVENT_DATE_PARTS`, with the keys of `keys`.
+    fn push_event_columns(&self, ev: &Event, keys: EventKeys, out: &mut Vec<Value>) {
         out.extend(ev.values.iter().cloned());
-        out.push(Value::Text(Derive::apikey_visitor_id(ev)));
+        out.push(Value::Text(keys.avid));
         out.push(Value::opt_text(Derive::pageview_post_id(ev).cloned()));
-        out.push(Value::Text(Derive::utm_id(ev)));
-        out.push(pageview_key.unwrap_or_else(|| Value::Text(Derive::pageview_key(ev))));
-        out.push(Value::Text(Derive::videostart_key(ev)));
-        out.push(Value::Text(Derive::parsely_session_id(ev)));
+        out.push(Value::Text(keys.utm_id));
+        out.push(keys.pageview_key);
+        out.push(Value::Text(keys.videostart_key));
+        out.push(Value::Text(keys.session_id));
         out.push(ev.extra.clone());
         out.push(Value::Bool(is_fbia(ev)));
         let mut action_local = None;
@@ -260,8 +283,19 @@ impl Derive {
     /// Pushes one `parsely_pageviews` row for `ev` (a pageview, or the first heartbeat of an
     /// orphan row).
     pub(crate) fn push_pageview(&self, ev: &Event, f: &PageviewFacts<'_>, out: &mut Vec<Value>) {
+        self.push_pageview_keyed(ev, f, EventKeys::of(ev), out);
+    }
+
+    /// [`Derive::push_pageview`] with the keys computed by the caller.
+    pub(crate) fn push_pageview_keyed(
+        &self,
+        ev: &Event,
+        f: &PageviewFacts<'_>,
+        keys: EventKeys,
+        out: &mut Vec<Value>,
+    ) {
         let start = out.len();
-        self.push_event_columns(ev, None, out);
+        self.push_event_columns(ev, keys, out);
         out.extend([
             key(f.session_key),
             Value::Int(f.counter),
@@ -283,9 +317,24 @@ impl Derive {
     /// Pushes one `parsely_videoviews` row for `ev` (a videostart, or the first vheartbeat
     /// of an orphan row).
     pub(crate) fn push_videoview(&self, ev: &Event, f: &VideoviewFacts<'_>, out: &mut Vec<Value>) {
+        let keys = EventKeys {
+            pageview_key: Value::opt_text(f.parent_pageview_key),
+            ..EventKeys::of(ev)
+        };
+        self.push_videoview_keyed(ev, f, keys, out);
+    }
+
+    /// [`Derive::push_videoview`] with the keys computed by the caller (`pageview_key` the
+    /// parent's).
+    pub(crate) fn push_videoview_keyed(
+        &self,
+        ev: &Event,
+        f: &VideoviewFacts<'_>,
+        keys: EventKeys,
+        out: &mut Vec<Value>,
+    ) {
         let start = out.len();
-        let parent = Value::opt_text(f.parent_pageview_key);
-        self.push_event_columns(ev, Some(parent), out);
+        self.push_event_columns(ev, keys, out);
         out.extend([
             key(f.session_key),
             Value::Int(f.counter),
@@ -299,8 +348,19 @@ impl Derive {
     }
 
     pub(crate) fn push_custom_event(&self, ev: &Event, session_key: &str, out: &mut Vec<Value>) {
+        self.push_custom_event_keyed(ev, session_key, EventKeys::of(ev), out);
+    }
+
+    /// [`Derive::push_custom_event`] with the keys computed by the caller.
+    pub(crate) fn push_custom_event_keyed(
+        &self,
+        ev: &Event,
+        session_key: &str,
+        keys: EventKeys,
+        out: &mut Vec<Value>,
+    ) {
         let start = out.len();
-        self.push_event_columns(ev, None, out);
+        self.push_event_columns(ev, keys, out);
         out.extend([key(session_key), Value::Int(1)]);
         self.push_publish_columns(ev, out);
         self.check_width(Table::CustomEvents, start, out);
@@ -308,7 +368,7 @@ impl Derive {
 
     pub(crate) fn push_bot(&self, ev: &Event, out: &mut Vec<Value>) {
         let start = out.len();
-        self.push_event_columns(ev, None, out);
+        self.push_event_columns(ev, EventKeys::of(ev), out);
         self.check_width(Table::BotTraffic, start, out);
     }
 

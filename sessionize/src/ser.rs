@@ -143,8 +143,9 @@ impl StoredEvent {
 /// `#[serde(with = "sorted_map")]` for a `HashMap`: stored as pairs in key order, so the
 /// same state always encodes to the same bytes.
 pub(crate) mod sorted_map {
-    use std::collections::HashMap;
     use std::hash::Hash;
+
+    use crate::derive::HashMap;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

@@ -1,12 +1,10 @@
 //! One session's rows and its contribution to the totals (SPEC.md section 5).
 
-use std::collections::HashMap;
-
 use dpl_core::{Class, Event, Field, RowBatch, Table, Value};
 
-use crate::derive::{Derive, Key};
+use crate::derive::{Derive, HashMap, Key};
 use crate::emit::Emitter;
-use crate::rows::{PageviewFacts, SessionFacts, SessionUserFacts, VideoviewFacts};
+use crate::rows::{EventKeys, PageviewFacts, SessionFacts, SessionUserFacts, VideoviewFacts};
 use crate::state::Contribution;
 
 /// The user before an on-time session (None for a late session).
@@ -36,11 +34,11 @@ fn attribute(
     events: &[Event],
     views: &[usize],
     beats: &[usize],
-    key_of: fn(&Event) -> Key,
+    key_of: &mut dyn FnMut(&Event) -> Key,
     inc_field: Field,
 ) -> Vec<ViewRow> {
     let mut rows: Vec<ViewRow> = Vec::with_capacity(views.len());
-    let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
+    let mut by_key: HashMap<Key, Vec<usize>> = HashMap::default();
     for &i in views {
         let Some(ev) = events.get(i) else { continue };
         let key = key_of(ev);
@@ -54,7 +52,7 @@ fn attribute(
             video_engaged: 0,
         });
     }
-    let mut orphans: HashMap<Key, usize> = HashMap::new();
+    let mut orphans: HashMap<Key, usize> = HashMap::default();
     for &b in beats {
         let Some(beat) = events.get(b) else { continue };
         let key = key_of(beat);
@@ -102,10 +100,13 @@ const PARENT_FIELDS: [Field; 6] = [
     Field::TsSessionCurrent,
 ];
 
-/// Emits the rows of one session (events sorted by `(ts_action, event_id)`, at least one)
-/// and returns what it adds to the totals.
+/// Emits the rows of one session (events sorted by `(ts_action, event_id)`, at least one,
+/// all of the visitor `avid`) and returns what it adds to the totals. Appends to `em.keys`
+/// the primary keys of the emitted rows that a later emission of the same events may not
+/// repeat: the session key and the orphan pageview and videoview rows' event ids.
 pub(crate) fn build_session(
     d: &Derive,
+    avid: &Key,
     events: &[Event],
     user: Option<UserBefore>,
     em: &mut Emitter,
@@ -113,7 +114,7 @@ pub(crate) fn build_session(
 ) -> Option<Contribution> {
     let first = events.first()?;
     let last = events.last()?;
-    let avid = Derive::apikey_visitor_id(first);
+    let avid = avid.clone();
     let session_key = match user {
         Some(_) => Derive::session_key(&avid, first.ts_action()),
         None => Derive::late_session_key(&avid, first.event_id()),
@@ -130,18 +131,19 @@ pub(crate) fn build_session(
             Class::Bot => {}
         }
     }
+    let memo = &mut em.memo;
     let mut pv_rows = attribute(
         events,
         &pvs,
         &hbs,
-        Derive::pageview_key,
+        &mut |e| memo.pageview_key(e),
         Field::EngagedTimeInc,
     );
     let video_rows = attribute(
         events,
         &vss,
         &vhbs,
-        Derive::videostart_key,
+        &mut |e| memo.videostart_key(e),
         Field::EngagedTimeInc,
     );
 
@@ -199,9 +201,19 @@ pub(crate) fn build_session(
             is_entry: r.real && i == 0,
             is_exit: r.real && i + 1 == n_real_pv,
         };
+        let keys = EventKeys {
+            avid: avid.clone(),
+            utm_id: em.memo.utm_id(ev),
+            pageview_key: Value::Text(r.key.clone()),
+            videostart_key: em.memo.videostart_key(ev),
+            session_id: em.memo.parsely_session_id(ev),
+        };
         em.row(Table::Pageviews, out, |buf| {
-            d.push_pageview(ev, &facts, buf)
+            d.push_pageview_keyed(ev, &facts, keys, buf)
         });
+        if !r.real {
+            em.keys.push((Table::Pageviews, event_id(ev)));
+        }
         c.pageviews += i64::from(r.real);
         c.engaged_time = c.engaged_time.saturating_add(r.engaged);
         let day = c.day(d, ev.ts_action());
@@ -216,7 +228,7 @@ pub(crate) fn build_session(
             p.engaged = p.engaged.saturating_add(r.engaged);
         }
         if ev.class.is_standard() && Derive::has_utm(ev) {
-            let k = c.campaign(ev);
+            let k = c.campaign(em.memo.utm_id(ev), ev);
             k.pageviews += i64::from(r.real);
             k.engaged_time = k.engaged_time.saturating_add(r.engaged);
         }
@@ -235,9 +247,21 @@ pub(crate) fn build_session(
             sequence: (r.real && i < n_real_vs).then_some(i as i64 + 1),
             parent_pageview_key: parent_key,
         };
+        let keys = EventKeys {
+            avid: avid.clone(),
+            utm_id: em.memo.utm_id(ev),
+            pageview_key: parent
+                .and_then(|p| pv_rows.get(p))
+                .map_or(Value::Null, |p| Value::Text(p.key.clone())),
+            videostart_key: r.key.clone(),
+            session_id: em.memo.parsely_session_id(ev),
+        };
         em.row(Table::Videoviews, out, |buf| {
-            d.push_videoview(ev, &facts, buf)
+            d.push_videoview_keyed(ev, &facts, keys, buf)
         });
+        if !r.real {
+            em.keys.push((Table::Videoviews, event_id(ev)));
+        }
         c.videoviews += i64::from(r.real);
         c.video_engaged_time = c.video_engaged_time.saturating_add(r.engaged);
         let day = c.day(d, ev.ts_action());
@@ -249,7 +273,7 @@ pub(crate) fn build_session(
             v.engaged = v.engaged.saturating_add(r.engaged);
         }
         if Derive::has_utm(ev) {
-            let k = c.campaign(ev);
+            let k = c.campaign(em.memo.utm_id(ev), ev);
             k.videoviews += i64::from(r.real);
             k.video_engaged_time = k.video_engaged_time.saturating_add(r.engaged);
         }
@@ -258,8 +282,15 @@ pub(crate) fn build_session(
     // Custom events.
     for &i in &customs {
         let Some(ev) = events.get(i) else { continue };
+        let keys = EventKeys {
+            avid: avid.clone(),
+            utm_id: em.memo.utm_id(ev),
+            pageview_key: Value::Text(em.memo.pageview_key(ev)),
+            videostart_key: em.memo.videostart_key(ev),
+            session_id: em.memo.parsely_session_id(ev),
+        };
         em.row(Table::CustomEvents, out, |buf| {
-            d.push_custom_event(ev, &session_key, buf)
+            d.push_custom_event_keyed(ev, &session_key, keys, buf)
         });
     }
     c.custom_events = customs.len() as i64;
@@ -287,12 +318,12 @@ pub(crate) fn build_session(
             c.video(url, ev).observe(ev);
         }
         if ev.class.is_standard() && Derive::has_utm(ev) {
-            c.campaign(ev).observe(ev);
+            c.campaign(em.memo.utm_id(ev), ev).observe(ev);
         }
     }
     c.day(d, first.ts_action()).counts.sessions += 1;
     if Derive::has_utm(first) {
-        c.campaign(first).sessions += 1;
+        c.campaign(em.memo.utm_id(first), first).sessions += 1;
     }
 
     let facts = SessionFacts {
@@ -316,5 +347,14 @@ pub(crate) fn build_session(
         extra_last,
     };
     em.row(Table::Sessions, out, |buf| d.push_session(&facts, buf));
+    em.keys.push((Table::Sessions, session_key));
     Some(c)
+}
+
+/// The event's `event_id` as a shared string.
+fn event_id(ev: &Event) -> Key {
+    match ev.get(Field::EventId) {
+        Value::Text(s) => s.clone(),
+        _ => Key::from(ev.event_id()),
+    }
 }

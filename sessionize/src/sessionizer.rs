@@ -1,14 +1,15 @@
 //! The run loop: dedupe, routing, on-time sessions by watermark, stragglers, run end.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dpl_core::{Class, DecodedBatch, Event, RowBatch, Schema, Table, Value};
+use dpl_core::{Class, DecodedBatch, Event, Field, RowBatch, Schema, Table, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, State};
-use crate::config::SessionizeConfig;
-use crate::dedupe::{Dedupe, Seen};
-use crate::derive::{Derive, Key, MICROS_PER_DAY};
+use crate::config::{SessionizeConfig, Settings};
+use crate::dedupe::Dedupe;
+use crate::derive::{Derive, HashMap, HashSet, Key, MICROS_PER_DAY};
 use crate::emit::Emitter;
 use crate::error::Error;
 use crate::rows::{CampaignFacts, PostContentFacts, UserDailyFacts, UserFacts, VideoContentFacts};
@@ -24,9 +25,9 @@ pub struct SessionizeStats {
     pub stragglers: u64,
     /// Late sessions built from stragglers.
     pub late_sessions: u64,
-    /// Events dropped because a copy further apart than `dedupe_window` was already kept in
-    /// this run (their rows would repeat a primary key).
-    pub key_conflicts: u64,
+    /// Primary keys withdrawn: rows an earlier run emitted for sessions then open, whose
+    /// keys the sessions no longer have (sessions, orphan pageview and videoview rows).
+    pub withdrawn: u64,
     /// Straggler events dated before the visitor's `daily_retention_days` (not loaded into
     /// `parsely_user_daily`).
     pub user_daily_too_old: u64,
@@ -41,9 +42,49 @@ pub struct SessionizeStats {
     pub state_bytes: u64,
 }
 
+/// The keys a visitor's open sessions were emitted under at the end of an earlier run, not
+/// yet emitted again.
+///
+/// The open sessions' events stay together (adding events never splits a session), and a
+/// visitor's sessions become final in time order, so once a final session reaches the latest
+/// of those events (`last_ts`, `last_id`), every one of them has been emitted again: the keys
+/// still here then no longer exist and are withdrawn.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Prior {
+    last_ts: i64,
+    last_id: Arc<str>,
+    /// `(table, key)` not emitted again yet; the table is one of sessions, pageviews,
+    /// videoviews.
+    keys: Vec<(u8, Key)>,
+}
+
+/// The tables whose keys can vanish, by their index in [`Prior::keys`].
+const WITHDRAWABLE: [Table; 3] = [Table::Sessions, Table::Pageviews, Table::Videoviews];
+
+fn table_code(t: Table) -> u8 {
+    match t {
+        Table::Sessions => 0,
+        Table::Pageviews => 1,
+        _ => 2,
+    }
+}
+
+/// A visitor as the event has it: `(apikey, visitor_site_id)` (hashing two shared strings
+/// is cheaper than the md5 of `apikey_visitor_id` for every event).
+type VisitorKey = (Arc<str>, Arc<str>);
+
+fn visitor_key(ev: &Event) -> VisitorKey {
+    let text = |f| match ev.get(f) {
+        Value::Text(s) => s.clone(),
+        _ => Arc::from(""),
+    };
+    (text(Field::Apikey), text(Field::VisitorSiteId))
+}
+
 /// A visitor's open (not yet final) events, sorted by `(ts_action, event_id)`.
-#[derive(Default)]
 struct Visitor {
+    /// `apikey_visitor_id`, computed once.
+    avid: Key,
     events: Vec<Event>,
     /// Index of the last event of the first (earliest) open session.
     first_end: usize,
@@ -84,11 +125,16 @@ pub struct Sessionizer {
     dedupe: Dedupe,
     /// Largest `ts_action` of the activity events so far (across runs); `i64::MIN` if none.
     watermark: i64,
-    visitors: HashMap<Key, Visitor>,
+    visitors: HashMap<VisitorKey, Visitor>,
     /// `(deadline, visitor)` of every visitor with open events.
-    deadlines: BTreeSet<(i64, Key)>,
+    deadlines: BTreeSet<(i64, VisitorKey)>,
     stragglers: Vec<Event>,
     totals: Totals,
+    /// Keys of the open sessions of earlier runs, per visitor, not emitted again yet.
+    priors: HashMap<Key, Prior>,
+    /// Keys to withdraw at the end of the run (none of them emitted as a row in this run).
+    withdraw: BTreeSet<(Table, Key)>,
+    settings: Settings,
     touched: Touched,
     em: Emitter,
     stats: SessionizeStats,
@@ -106,6 +152,7 @@ impl Sessionizer {
         checkpoint: Option<Checkpoint>,
     ) -> Result<Sessionizer, Error> {
         config.validate()?;
+        let settings = Settings::of(&config, &schema);
         let d = Derive::new(&config, schema)?;
         let em = Emitter::new(|t| d.width(t), config.batch_rows);
         let windows = Windows {
@@ -119,23 +166,30 @@ impl Sessionizer {
             windows,
             d,
             watermark: i64::MIN,
-            visitors: HashMap::new(),
+            visitors: HashMap::default(),
             deadlines: BTreeSet::new(),
             stragglers: Vec::new(),
             totals: Totals::default(),
+            priors: HashMap::default(),
+            withdraw: BTreeSet::new(),
+            settings,
             touched: Touched::default(),
             em,
             stats: SessionizeStats::default(),
         };
         if let Some(ck) = checkpoint {
             let state = ck.into_state();
+            if let Some((setting, old, new)) = state.settings.changed(&s.settings) {
+                return Err(Error::SettingChanged { setting, old, new });
+            }
             s.watermark = state.watermark;
             s.dedupe.set_max(state.dedupe_max);
-            for (id, ts) in &state.dedupe {
-                s.dedupe.register(id, *ts, false);
+            for (id, ts) in state.dedupe {
+                s.dedupe.register(id, ts);
             }
             s.dedupe.set_max(state.dedupe_max);
             s.totals = state.totals;
+            s.priors = state.priors.into_iter().collect();
             for ev in state.open {
                 s.insert_open(ev);
             }
@@ -157,17 +211,15 @@ impl Sessionizer {
     }
 
     fn push_event(&mut self, ev: Event, out: &mut dyn FnMut(RowBatch)) {
-        match self.dedupe.check(ev.event_id()) {
-            Seen::Duplicate => {
-                self.stats.duplicates += 1;
-                return;
-            }
-            Seen::Conflict => {
-                self.stats.key_conflicts += 1;
-                return;
-            }
-            Seen::New => self.dedupe.register(ev.event_id(), ev.ts_action(), true),
+        if self.dedupe.is_duplicate(ev.event_id()) {
+            self.stats.duplicates += 1;
+            return;
         }
+        let id = match ev.get(Field::EventId) {
+            Value::Text(id) => id.clone(),
+            _ => Arc::from(ev.event_id()),
+        };
+        self.dedupe.register(id, ev.ts_action());
         if ev.class == Class::Bot {
             let d = &self.d;
             self.em
@@ -187,8 +239,13 @@ impl Sessionizer {
 
     /// Inserts an on-time event among its visitor's open events and updates the deadline.
     fn insert_open(&mut self, ev: Event) {
-        let avid = Derive::apikey_visitor_id(&ev);
-        let v = self.visitors.entry(avid.clone()).or_default();
+        let vk = visitor_key(&ev);
+        let v = self.visitors.entry(vk.clone()).or_insert_with(|| Visitor {
+            avid: Derive::apikey_visitor_id(&ev),
+            events: Vec::new(),
+            first_end: 0,
+            deadline: 0,
+        });
         let pos = v.events.partition_point(|e| e.time_key() <= ev.time_key());
         v.events.insert(pos, ev);
         let was_empty = v.events.len() == 1;
@@ -207,10 +264,10 @@ impl Sessionizer {
             .saturating_add(self.lateness);
         if was_empty || deadline != v.deadline {
             if !was_empty {
-                self.deadlines.remove(&(v.deadline, avid.clone()));
+                self.deadlines.remove(&(v.deadline, vk.clone()));
             }
             v.deadline = deadline;
-            self.deadlines.insert((deadline, avid));
+            self.deadlines.insert((deadline, vk));
         }
     }
 
@@ -220,16 +277,17 @@ impl Sessionizer {
             if *deadline >= self.watermark {
                 break;
             }
-            let Some((_, avid)) = self.deadlines.pop_first() else {
+            let Some((_, vk)) = self.deadlines.pop_first() else {
                 break;
             };
-            let Some(v) = self.visitors.get_mut(&avid) else {
+            let Some(v) = self.visitors.get_mut(&vk) else {
                 continue;
             };
+            let avid = v.avid.clone();
             let end = v.first_end.min(v.events.len().saturating_sub(1));
             let session: Vec<Event> = v.events.drain(..=end).collect();
             if v.events.is_empty() {
-                self.visitors.remove(&avid);
+                self.visitors.remove(&vk);
             } else {
                 v.first_end = first_cluster_end(&v.events, 0, self.idle);
                 v.deadline = v
@@ -238,10 +296,16 @@ impl Sessionizer {
                     .map_or(i64::MAX, |e| e.ts_action())
                     .saturating_add(self.idle)
                     .saturating_add(self.lateness);
-                self.deadlines.insert((v.deadline, avid.clone()));
+                self.deadlines.insert((v.deadline, vk));
             }
             self.finalize_session(&avid, &session, out);
         }
+    }
+
+    /// Event ids remembered for dedupe now.
+    #[cfg(test)]
+    pub(crate) fn dedupe_len(&self) -> usize {
+        self.dedupe.len()
     }
 
     fn user_before(&self, user: Option<&User>, start: i64) -> UserBefore {
@@ -271,8 +335,40 @@ impl Sessionizer {
             return;
         };
         let before = self.user_before(self.totals.users.get(avid), start);
-        if let Some(c) = build_session(&self.d, events, Some(before), &mut self.em, out) {
+        let c = build_session(&self.d, avid, events, Some(before), &mut self.em, out);
+        self.emitted(avid);
+        if let Some(p) = self.priors.get(avid)
+            && events
+                .last()
+                .is_some_and(|e| e.time_key() >= (p.last_ts, &*p.last_id))
+        {
+            self.resolve(avid);
+        }
+        if let Some(c) = c {
             self.fold(&c);
+        }
+    }
+
+    /// Accounts for the withdrawable keys of the session just built for `avid`: they are
+    /// emitted again, so neither withdrawn by this run nor pending in the visitor's prior.
+    fn emitted(&mut self, avid: &Key) {
+        emitted(
+            &mut self.priors,
+            &mut self.withdraw,
+            &mut self.em.keys,
+            avid,
+        );
+    }
+
+    /// Every event of the visitor's earlier open sessions has been emitted again: the keys
+    /// not emitted again no longer exist.
+    fn resolve(&mut self, avid: &Key) {
+        if let Some(p) = self.priors.remove(avid) {
+            for (code, key) in p.keys {
+                if let Some(&table) = WITHDRAWABLE.get(usize::from(code)) {
+                    self.withdraw.insert((table, key));
+                }
+            }
         }
     }
 
@@ -298,21 +394,47 @@ impl Sessionizer {
         out: &mut dyn FnMut(RowBatch),
     ) -> (Checkpoint, SessionizeStats) {
         // 1. Open sessions as they stand, each seeing the visitor's earlier open ones.
-        let mut open_keys: Vec<Key> = self.visitors.keys().cloned().collect();
+        let mut open_keys: Vec<(Key, VisitorKey)> = self
+            .visitors
+            .iter()
+            .map(|(vk, v)| (v.avid.clone(), vk.clone()))
+            .collect();
         open_keys.sort();
         let mut open_contribs = Vec::new();
-        for avid in &open_keys {
-            let Some(v) = self.visitors.get(avid) else {
+        let mut priors = Vec::with_capacity(open_keys.len());
+        for (avid, vk) in &open_keys {
+            let Some(v) = self.visitors.get(vk) else {
                 continue;
             };
             let mut user = self.totals.users.get(avid).cloned();
+            let mut prior = Prior::default();
+            if let Some(last) = v.events.last() {
+                prior.last_ts = last.ts_action();
+                prior.last_id = match last.get(Field::EventId) {
+                    Value::Text(id) => id.clone(),
+                    _ => Arc::from(last.event_id()),
+                };
+            }
             for session in clusters(&v.events, self.idle) {
                 let Some(start) = session.first().map(Event::ts_action) else {
                     continue;
                 };
                 let before = self.user_before(user.as_ref(), start);
                 self.stats.open_sessions += 1;
-                if let Some(c) = build_session(&self.d, session, Some(before), &mut self.em, out) {
+                let c = build_session(&self.d, avid, session, Some(before), &mut self.em, out);
+                prior.keys.extend(
+                    self.em
+                        .keys
+                        .iter()
+                        .map(|(t, k)| (table_code(*t), k.clone())),
+                );
+                emitted(
+                    &mut self.priors,
+                    &mut self.withdraw,
+                    &mut self.em.keys,
+                    avid,
+                );
+                if let Some(c) = c {
                     match user.as_mut() {
                         Some(u) => {
                             apply_user(u, &c, self.windows);
@@ -322,6 +444,14 @@ impl Sessionizer {
                     open_contribs.push(c);
                 }
             }
+            // Every event of the earlier open sessions was just emitted again.
+            self.resolve(avid);
+            priors.push((avid.clone(), prior));
+        }
+        // A visitor whose earlier open events all became final resolved then; none is left.
+        let left: Vec<Key> = self.priors.keys().cloned().collect();
+        for avid in &left {
+            self.resolve(avid);
         }
 
         // 2. Late sessions from the stragglers, folded into the saved totals.
@@ -331,14 +461,35 @@ impl Sessionizer {
                 .or_default()
                 .push(ev);
         }
-        for events in late.values_mut() {
+        for (avid, events) in late.iter_mut() {
             events.sort_by(|a, b| a.time_key().cmp(&b.time_key()));
             let sessions: Vec<&[Event]> = clusters(events, self.idle).collect();
             for session in sessions {
                 self.stats.late_sessions += 1;
-                if let Some(c) = build_session(&self.d, session, None, &mut self.em, out) {
+                let c = build_session(&self.d, avid, session, None, &mut self.em, out);
+                self.emitted(avid);
+                if let Some(c) = c {
                     self.fold(&c);
                 }
+            }
+        }
+
+        // Withdrawals: keys of earlier open sessions that no row of this run repeats.
+        let batch_rows = self.d.config.batch_rows.max(1);
+        for table in WITHDRAWABLE {
+            let keys: Vec<&Key> = self
+                .withdraw
+                .iter()
+                .filter(|(t, _)| *t == table)
+                .map(|(_, k)| k)
+                .collect();
+            for chunk in keys.chunks(batch_rows) {
+                let mut batch = RowBatch::withdrawals(table);
+                batch
+                    .values
+                    .extend(chunk.iter().map(|k| Value::Text(Key::clone(k))));
+                self.stats.withdrawn += batch.len() as u64;
+                out(batch);
             }
         }
 
@@ -352,15 +503,15 @@ impl Sessionizer {
         self.em.flush(out);
 
         // 4. The state for the next run.
-        self.dedupe.end_run();
+        self.dedupe.evict();
         let mut stats = std::mem::take(&mut self.stats);
         stats.rows = self.em.rows.clone();
         // Visitors with a record, plus those seen only in still-open sessions.
         stats.users = (self.totals.users.len()
             + self
                 .visitors
-                .keys()
-                .filter(|k| !self.totals.users.contains_key(*k))
+                .values()
+                .filter(|v| !self.totals.users.contains_key(&v.avid))
                 .count()) as u64;
         let open_bytes: usize = self
             .visitors
@@ -384,11 +535,17 @@ impl Sessionizer {
             .map(|(k, ts)| (k.clone(), ts))
             .collect();
         dedupe.sort();
+        stats.state_bytes += priors
+            .iter()
+            .map(|(_, p)| 64 + p.keys.iter().map(|(_, k)| k.len() + 24).sum::<usize>())
+            .sum::<usize>() as u64;
         let state = State {
+            settings: self.settings,
             watermark: self.watermark,
             dedupe_max: self.dedupe.max(),
             dedupe,
             open,
+            priors,
             totals: self.totals,
         };
         (Checkpoint::new(run_id, state), stats)
@@ -505,6 +662,29 @@ impl Sessionizer {
                 sessions: c.sessions,
             };
             em.row(Table::Campaigns, out, |buf| d.push_campaign(&facts, buf));
+        }
+    }
+}
+
+/// See [`Sessionizer::emitted`] (a function of the fields it needs, for disjoint borrows).
+fn emitted(
+    priors: &mut HashMap<Key, Prior>,
+    withdraw: &mut BTreeSet<(Table, Key)>,
+    keys: &mut Vec<(Table, Key)>,
+    avid: &Key,
+) {
+    let mut prior = priors.get_mut(avid);
+    if prior.is_none() && withdraw.is_empty() {
+        keys.clear();
+        return;
+    }
+    for (table, key) in keys.drain(..) {
+        if let Some(p) = prior.as_deref_mut() {
+            let code = table_code(table);
+            p.keys.retain(|(t, k)| !(*t == code && *k == key));
+        }
+        if !withdraw.is_empty() {
+            withdraw.remove(&(table, key));
         }
     }
 }

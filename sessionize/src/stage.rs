@@ -83,7 +83,7 @@ fn record(stats: &SessionizeStats) {
     metrics::counter!("dpl_sessionize_duplicates_total").increment(stats.duplicates);
     metrics::counter!("dpl_sessionize_stragglers_total").increment(stats.stragglers);
     metrics::counter!("dpl_sessionize_late_sessions_total").increment(stats.late_sessions);
-    metrics::counter!("dpl_sessionize_key_conflicts_total").increment(stats.key_conflicts);
+    metrics::counter!("dpl_sessionize_withdrawn_keys_total").increment(stats.withdrawn);
     metrics::counter!("dpl_sessionize_user_daily_too_old_total")
         .increment(stats.user_daily_too_old);
     for (table, n) in &stats.rows {

@@ -1,13 +1,13 @@
 //! What the sessionizer remembers between sessions and runs: one record per known visitor,
 //! post, video and campaign, and the [`Contribution`] a finished session adds to them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dpl_core::{CONTENT_METADATA_FIELDS, Event, Field, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::derive::{Derive, Key, UTM_FIELDS};
+use crate::derive::{Derive, HashMap, Key, UTM_FIELDS};
 use crate::ser;
 
 /// A visitor's activity on one reporting-zone day (`parsely_user_daily`).
@@ -121,7 +121,7 @@ impl User {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Content {
     pub latest_ts: i64,
-    pub latest_id: Box<str>,
+    pub latest_id: Arc<str>,
     #[serde(with = "ser::value")]
     pub url: Value,
     /// Values of `CONTENT_METADATA_FIELDS` of the latest event.
@@ -139,7 +139,7 @@ impl Content {
     fn of(ev: &Event) -> Content {
         Content {
             latest_ts: ev.ts_action(),
-            latest_id: ev.event_id().into(),
+            latest_id: event_id(ev),
             url: ev.get(Field::Url).clone(),
             meta: CONTENT_METADATA_FIELDS
                 .iter()
@@ -158,7 +158,7 @@ impl Content {
         self.last_seen = self.last_seen.max(ts);
         if (ts, ev.event_id()) >= (self.latest_ts, &*self.latest_id) {
             self.latest_ts = ts;
-            self.latest_id = ev.event_id().into();
+            self.latest_id = event_id(ev);
             self.url = ev.get(Field::Url).clone();
             for (m, &f) in self.meta.iter_mut().zip(CONTENT_METADATA_FIELDS) {
                 *m = ev.get(f).clone();
@@ -193,12 +193,12 @@ pub(crate) struct Campaign {
     #[serde(with = "ser::values5")]
     pub utm: [Value; 5],
     pub latest_ts: i64,
-    pub latest_id: Box<str>,
+    pub latest_id: Arc<str>,
     /// Latest non-null `campaign_id` and its `(ts_action, event_id)`.
     #[serde(with = "ser::value")]
     pub campaign_id: Value,
     pub campaign_ts: i64,
-    pub campaign_event: Box<str>,
+    pub campaign_event: Arc<str>,
     pub first_seen: i64,
     pub last_seen: i64,
     pub pageviews: i64,
@@ -244,7 +244,7 @@ impl Campaign {
         self.last_seen = self.last_seen.max(ts);
         if (ts, ev.event_id()) >= (self.latest_ts, &*self.latest_id) {
             self.latest_ts = ts;
-            self.latest_id = ev.event_id().into();
+            self.latest_id = event_id(ev);
             if let Some(a) = ev.text(Field::Apikey) {
                 self.apikey = a.clone();
             }
@@ -254,7 +254,7 @@ impl Campaign {
         if !cid.is_null() && (ts, ev.event_id()) >= (self.campaign_ts, &*self.campaign_event) {
             self.campaign_id = cid.clone();
             self.campaign_ts = ts;
-            self.campaign_event = ev.event_id().into();
+            self.campaign_event = event_id(ev);
         }
     }
     fn merge(&mut self, o: &Campaign) {
@@ -371,9 +371,10 @@ impl Contribution {
             .entry(url.clone())
             .or_insert_with(|| Content::of(ev))
     }
-    pub(crate) fn campaign(&mut self, ev: &Event) -> &mut Campaign {
+    /// The campaign `utm_id` (of `ev`, computed by the caller).
+    pub(crate) fn campaign(&mut self, utm_id: Key, ev: &Event) -> &mut Campaign {
         self.campaigns
-            .entry(Derive::utm_id(ev))
+            .entry(utm_id)
             .or_insert_with(|| Campaign::of(ev))
     }
 }
@@ -545,5 +546,13 @@ impl Totals {
                 .iter()
                 .map(|(k, c)| k.len() + 16 + slot + c.bytes())
                 .sum::<usize>()
+    }
+}
+
+/// The event's `event_id`, shared (no copy of the text).
+pub(crate) fn event_id(ev: &Event) -> Arc<str> {
+    match ev.get(Field::EventId) {
+        Value::Text(s) => s.clone(),
+        _ => Arc::from(ev.event_id()),
     }
 }

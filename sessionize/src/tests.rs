@@ -61,11 +61,18 @@ impl With for Event {
 #[derive(Default, Debug, Clone, PartialEq)]
 pub(crate) struct Out {
     pub rows: HashMap<Table, Vec<Vec<Value>>>,
+    /// Withdrawn primary keys, by table.
+    pub withdrawn: HashMap<Table, Vec<Vec<Value>>>,
 }
 
 impl Out {
     fn add(&mut self, b: RowBatch) {
-        let rows = self.rows.entry(b.table).or_default();
+        let rows = if b.withdraw {
+            assert_eq!(b.width, b.table.primary_key().len());
+            self.withdrawn.entry(b.table).or_default()
+        } else {
+            self.rows.entry(b.table).or_default()
+        };
         for r in b.rows() {
             assert_eq!(r.len(), b.width);
             rows.push(r.to_vec());
@@ -587,6 +594,12 @@ fn bots_and_duplicates_are_kept_out_of_every_metric() {
 
 #[test]
 fn copies_further_apart_than_the_dedupe_window_are_a_key_conflict() {
+    // SPEC.md section 4: within a run the on-time row wins and the other copy is counted,
+    // not loaded. Ids are only remembered within the window (bounded memory), so the
+    // sessionizer takes the late copy as a new event: a straggler here, in a late session.
+    // Both rows are emitted, the on-time one first; the sink keeps the first staged row per
+    // key and counts the other. The copy's contribution to the totals is counted, as for
+    // copies across runs.
     let config = SessionizeConfig {
         dedupe_window: SignedDuration::from_hours(2),
         ..SessionizeConfig::default()
@@ -601,11 +614,116 @@ fn copies_further_apart_than_the_dedupe_window_are_a_key_conflict() {
         ],
     );
     assert_eq!(stats.duplicates, 0);
-    assert_eq!(stats.key_conflicts, 1);
-    assert_eq!(stats.stragglers, 0);
-    assert_eq!(out.table(Table::Pageviews).len(), 2);
+    assert_eq!(stats.stragglers, 1);
+    assert_eq!(stats.late_sessions, 1);
+    assert_eq!(
+        out.col(Table::Pageviews, "event_id"),
+        vec![Value::text("p1"), Value::text("p2"), Value::text("p1")]
+    );
+    let late = out.col(Table::Pageviews, "session_key");
+    let on_time = out.row(Table::Sessions, "session_key", late[0].as_str().unwrap());
+    assert!(
+        !on_time.bool("is_late_session"),
+        "the on-time row comes first"
+    );
     let u = out.row(Table::Users, "apikey_visitor_id", &avid("v"));
-    assert_eq!(u.int("user_total_pageviews"), 1);
+    assert_eq!(u.int("user_total_pageviews"), 2);
+}
+
+#[test]
+fn dedupe_ids_leave_memory_within_a_run() {
+    // One visitor, a pageview an hour for four days, one batch each: with a 2h window at
+    // most the ids of the last two hours (three, 2h exactly is within) are remembered at any
+    // time, however long the run; a copy within the window is still a duplicate.
+    let config = SessionizeConfig {
+        dedupe_window: SignedDuration::from_hours(2),
+        ..SessionizeConfig::default()
+    };
+    let mut s = Sessionizer::new(config, schema(), None).unwrap();
+    let mut out = Out::default();
+    let mut most = 0;
+    for h in 0..96u32 {
+        let ts = format!("2024-05-{:02} {:02}:00:00", 1 + h / 24, h % 24);
+        let e = ev(Class::Pageview, &format!("p{h}"), "v", &ts);
+        s.push(batch(h, 0, true, vec![e]), &mut |b| out.add(b));
+        most = most.max(s.dedupe_len());
+    }
+    assert_eq!(most, 3);
+    let copy = ev(Class::Pageview, "p94", "v", "2024-05-04 22:00:00");
+    s.push(batch(96, 0, true, vec![copy]), &mut |b| out.add(b));
+    let (_, stats) = s.finish("run", &mut |b| out.add(b));
+    assert_eq!(stats.duplicates, 1);
+    assert_eq!(out.table(Table::Pageviews).len(), 96);
+}
+
+#[test]
+fn a_changed_setting_is_an_error_naming_it() {
+    let (_, ck, _) = run_with(
+        &SessionizeConfig::default(),
+        None,
+        vec![ev(Class::Pageview, "p1", "v", "2024-05-01 10:00:00")],
+    );
+    let config = SessionizeConfig {
+        idle_timeout: SignedDuration::from_mins(45),
+        ..SessionizeConfig::default()
+    };
+    let err = Sessionizer::new(config, schema(), Some(ck)).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.starts_with("idle_timeout was 30m"), "{msg}");
+    assert!(msg.contains("is 45m now"), "{msg}");
+    assert!(msg.contains("empty one"), "{msg}");
+
+    for (config, schema, setting) in [
+        (
+            SessionizeConfig {
+                timezone: "UTC".to_owned(),
+                ..SessionizeConfig::default()
+            },
+            schema(),
+            "timezone was \"America/New_York\"",
+        ),
+        (
+            SessionizeConfig {
+                dedupe_window: SignedDuration::from_hours(24),
+                ..SessionizeConfig::default()
+            },
+            schema(),
+            "dedupe_window was 48h",
+        ),
+        (
+            SessionizeConfig {
+                rolling_window_days: 7,
+                ..SessionizeConfig::default()
+            },
+            schema(),
+            "rolling_window_days was 30",
+        ),
+        (
+            SessionizeConfig::default(),
+            Arc::new(Schema::new("subscriber").unwrap()),
+            "extra_data_column was \"custom_extra_data\"",
+        ),
+    ] {
+        let (_, ck, _) = run_with(
+            &SessionizeConfig::default(),
+            None,
+            vec![ev(Class::Pageview, "p1", "v", "2024-05-01 10:00:00")],
+        );
+        let err = Sessionizer::new(config, schema, Some(ck)).err().unwrap();
+        assert!(err.to_string().starts_with(setting), "{err}");
+    }
+    // Settings the state does not depend on may change.
+    let (_, ck, _) = run_with(
+        &SessionizeConfig::default(),
+        None,
+        vec![ev(Class::Pageview, "p1", "v", "2024-05-01 10:00:00")],
+    );
+    let config = SessionizeConfig {
+        skim_seconds: 20,
+        batch_rows: 5,
+        ..SessionizeConfig::default()
+    };
+    assert!(Sessionizer::new(config, schema(), Some(ck)).is_ok());
 }
 
 fn open_session_events() -> (Vec<Event>, Vec<Event>) {
@@ -902,4 +1020,64 @@ fn invalid_settings_are_rejected_at_start() {
         let e = Sessionizer::new(c.clone(), schema(), None).err();
         assert!(matches!(e, Some(crate::Error::Config(_))), "{c:?} accepted");
     }
+}
+
+#[test]
+fn keys_that_an_open_session_no_longer_has_are_withdrawn_by_the_next_run() {
+    // Run 1 ends with v's session open: an orphan heartbeat row (h2, its pageview not seen)
+    // and an orphan video row (vh1, its videostart not seen), session start 10:00:30.
+    let config = SessionizeConfig::default();
+    let pv = |e: Event| e.with(Field::PageviewId, Value::text("pv1"));
+    let vs = |e: Event| e.with(Field::VideostartId, Value::text("vs1"));
+    let day1 = vec![
+        pv(ev(Class::Heartbeat, "h2", "v", "2024-05-01 10:00:30")).inc(10),
+        vs(ev(Class::Vheartbeat, "vh1", "v", "2024-05-01 10:00:40")).inc(20),
+    ];
+    let (out1, ck, _) = run_with(&config, None, day1);
+    let key1 = out1.col(Table::Sessions, "session_key");
+    assert_eq!(
+        out1.col(Table::Pageviews, "event_id"),
+        vec![Value::text("h2")]
+    );
+    assert_eq!(
+        out1.col(Table::Videoviews, "event_id"),
+        vec![Value::text("vh1")]
+    );
+    assert!(out1.withdrawn.is_empty());
+
+    // Run 2: an earlier heartbeat of the same pageview (h1, 10:00:10, within the lateness)
+    // becomes the orphan row's first beat and the session's start; the videostart arrives
+    // and takes vh1's engaged time.
+    let day2 = vec![
+        pv(ev(Class::Heartbeat, "h1", "v", "2024-05-01 10:00:10")).inc(5),
+        vs(ev(Class::Videostart, "s1", "v", "2024-05-01 10:00:35")),
+    ];
+    let (out2, ck2, stats) = run_with(&config, Some(ck), day2);
+    assert_eq!(
+        out2.col(Table::Pageviews, "event_id"),
+        vec![Value::text("h1")]
+    );
+    let row = out2.row(Table::Pageviews, "event_id", "h1");
+    assert_eq!(row.int("engaged_time"), 15);
+    assert_eq!(
+        out2.col(Table::Videoviews, "event_id"),
+        vec![Value::text("s1")]
+    );
+    let row = out2.row(Table::Videoviews, "event_id", "s1");
+    assert_eq!(row.int("video_engaged_time"), 20);
+    let key2 = out2.col(Table::Sessions, "session_key");
+    assert_ne!(key1, key2);
+    let w = |t: Table| out2.withdrawn.get(&t).cloned().unwrap_or_default();
+    assert_eq!(w(Table::Sessions), vec![key1]);
+    assert_eq!(w(Table::Pageviews), vec![vec![Value::text("h2")]]);
+    assert_eq!(w(Table::Videoviews), vec![vec![Value::text("vh1")]]);
+    assert_eq!(stats.withdrawn, 3);
+    assert_eq!(out2.withdrawn.len(), 3, "nothing else is withdrawn");
+
+    // Run 3 brings nothing for v: the session, still open, is emitted again as it stands
+    // and nothing is withdrawn.
+    let (out3, _, stats3) = run_with(&config, Some(ck2), vec![]);
+    assert_eq!(out3.col(Table::Sessions, "session_key"), key2);
+    assert!(out3.withdrawn.is_empty());
+    assert_eq!(stats3.withdrawn, 0);
 }

@@ -102,6 +102,7 @@ pub fn split_sslmode(url: &str, key: &str) -> Result<(String, Option<SslMode>), 
 }
 
 /// The tokio-postgres config and TLS connector for `url` (without its `sslmode`) in `mode`.
+/// A password missing from the URL is taken from `PGPASSWORD` when that is set.
 pub fn connector(
     url: &str,
     key: &str,
@@ -113,6 +114,14 @@ pub fn connector(
     let mut config: tokio_postgres::Config = rest
         .parse()
         .map_err(|e| Error::Config(format!("{key} is not a PostgreSQL URL: {e}")))?;
+    // As libpq does: a password not in the URL may come from PGPASSWORD, so it need not be
+    // written into a config file or a command line.
+    if config.get_password().is_none()
+        && let Ok(password) = std::env::var("PGPASSWORD")
+        && !password.is_empty()
+    {
+        config.password(password);
+    }
     config.ssl_mode(match mode {
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
         SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
