@@ -4,9 +4,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use dpl_core::{Kind, Value};
+use dpl_core::{Field, Kind, Value};
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
+use crate::intern::Interner;
 use crate::json::{Frame, subtree_len, write_compact, write_static};
 use crate::ts::parse_ts;
 
@@ -19,6 +20,8 @@ pub(crate) struct Scratch {
     nested_tape: Option<Tape<'static>>,
     pub(crate) text: String,
     frames: Vec<Frame>,
+    /// Shared `Arc<str>` for repeated text values.
+    pub(crate) interner: Interner,
 }
 
 impl Scratch {
@@ -28,6 +31,7 @@ impl Scratch {
             nested_tape: Some(Tape::null().reset()),
             text: String::new(),
             frames: Vec::new(),
+            interner: Interner::new(),
         }
     }
 }
@@ -50,10 +54,10 @@ pub(crate) fn scalar_text<'a>(node: &Node<'a>) -> Option<Cow<'a, str>> {
     }
 }
 
-/// Converts the value whose subtree starts `nodes` (non-empty) for a field of `kind`.
+/// Converts the value whose subtree starts `nodes` (non-empty) for `field`, by its kind.
 /// `Json` and `List` are handled by [`convert_json`].
 pub(crate) fn convert(
-    kind: Kind,
+    field: Field,
     nodes: &[Node<'_>],
     scratch: &mut Scratch,
     buffers: &mut Buffers,
@@ -62,8 +66,12 @@ pub(crate) fn convert(
     if matches!(node, Node::Static(StaticNode::Null)) {
         return Some(Value::Null);
     }
+    let kind = field.kind();
     match kind {
-        Kind::Str => scalar_text(node).map(|t| Value::Text(Arc::from(t.as_ref()))),
+        Kind::Str => match node {
+            Node::String(s) => Some(Value::Text(scratch.interner.get(field, s))),
+            _ => scalar_text(node).map(|t| Value::Text(Arc::from(t.as_ref()))),
+        },
         Kind::Int | Kind::EpochMs => match node {
             Node::Static(s) => static_int(s).map(Value::Int),
             Node::String("") => Some(Value::Null),
@@ -94,7 +102,7 @@ pub(crate) fn convert(
             Node::String(s) => parse_ts(s).map(Value::Ts),
             _ => None,
         },
-        Kind::Json | Kind::List => convert_json(kind, nodes, None, scratch, buffers).0,
+        Kind::Json | Kind::List => convert_json(field, nodes, None, scratch, buffers).0,
     }
 }
 
@@ -102,23 +110,23 @@ pub(crate) fn convert(
 /// holding its JSON text, becomes compact JSON text. With `extra_key`, also returns that
 /// key's value from the object (SPEC.md section 3, `custom_extra_data`).
 pub(crate) fn convert_json(
-    kind: Kind,
+    field: Field,
     nodes: &[Node<'_>],
     extra_key: Option<&str>,
     scratch: &mut Scratch,
     buffers: &mut Buffers,
 ) -> (Converted, Value) {
-    let want_object = kind == Kind::Json;
+    let want_object = field.kind() == Kind::Json;
     match nodes.first() {
         None | Some(Node::Static(StaticNode::Null)) | Some(Node::String("")) => {
             (Some(Value::Null), Value::Null)
         }
         Some(Node::Object { .. }) if want_object => {
             let extra = extra_key.map_or(Value::Null, |k| object_member(nodes, k, scratch));
-            (Some(compact_value(nodes, scratch)), extra)
+            (Some(compact_value(field, nodes, scratch)), extra)
         }
         Some(Node::Array { .. }) if !want_object => {
-            (Some(compact_value(nodes, scratch)), Value::Null)
+            (Some(compact_value(field, nodes, scratch)), Value::Null)
         }
         Some(Node::String(s)) => {
             let Scratch {
@@ -126,6 +134,7 @@ pub(crate) fn convert_json(
                 nested_tape,
                 text,
                 frames,
+                interner,
             } = scratch;
             nested_bytes.clear();
             nested_bytes.extend_from_slice(s.as_bytes());
@@ -141,7 +150,10 @@ pub(crate) fn convert_json(
                     Some(k) => object_member_in(inner, k, text, frames),
                     None => Value::Null,
                 };
-                (Some(compact_in(inner, text, frames)), extra)
+                (
+                    Some(compact_in(inner, text, frames, field, interner)),
+                    extra,
+                )
             } else {
                 (None, Value::Null)
             };
@@ -152,14 +164,27 @@ pub(crate) fn convert_json(
     }
 }
 
-fn compact_value(nodes: &[Node<'_>], scratch: &mut Scratch) -> Value {
-    compact_in(nodes, &mut scratch.text, &mut scratch.frames)
+fn compact_value(field: Field, nodes: &[Node<'_>], scratch: &mut Scratch) -> Value {
+    let Scratch {
+        text,
+        frames,
+        interner,
+        ..
+    } = scratch;
+    compact_in(nodes, text, frames, field, interner)
 }
 
-fn compact_in(nodes: &[Node<'_>], text: &mut String, frames: &mut Vec<Frame>) -> Value {
+/// The compact JSON text of the value starting `nodes`, shared through the interner.
+fn compact_in(
+    nodes: &[Node<'_>],
+    text: &mut String,
+    frames: &mut Vec<Frame>,
+    field: Field,
+    interner: &mut Interner,
+) -> Value {
     text.clear();
     write_compact(text, nodes, frames);
-    Value::Text(Arc::from(text.as_str()))
+    Value::Text(interner.get(field, text))
 }
 
 fn object_member(nodes: &[Node<'_>], key: &str, scratch: &mut Scratch) -> Value {
@@ -194,7 +219,11 @@ fn object_member_in(
     match sub.first() {
         Some(Node::String(s)) => Value::Text(Arc::from(*s)),
         None | Some(Node::Static(StaticNode::Null)) => Value::Null,
-        Some(_) => compact_in(sub, text, frames),
+        Some(_) => {
+            text.clear();
+            write_compact(text, sub, frames);
+            Value::Text(Arc::from(text.as_str()))
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! Configuration of the decode stage (SPEC.md section 7 defaults).
 
-/// What the decoder is told; `Decoder::new` checks it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+use crate::privacy::PrivacyConfig;
+
+/// What the decoder is told; `Decoder::new` checks it. `Debug` and `Serialize` show the
+/// hash salt as `***`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecodeConfig {
     /// JSON key of `extra_data` whose value becomes `Event::extra` (default `"user_type"`).
@@ -16,6 +19,9 @@ pub struct DecodeConfig {
     pub custom_actions: Vec<String>,
     /// Rows (events plus error rows) per `DecodedBatch`, at least 1 (default 4096).
     pub batch_events: usize,
+    /// What happens to `visitor_ip` and `user_agent` (default: kept); see
+    /// [`PrivacyConfig`].
+    pub privacy: PrivacyConfig,
 }
 
 fn default_extra_data_key() -> String {
@@ -38,6 +44,7 @@ impl Default for DecodeConfig {
             bot_user_agent_patterns: Vec::new(),
             custom_actions: Vec::new(),
             batch_events: default_batch_events(),
+            privacy: PrivacyConfig::default(),
         }
     }
 }

@@ -1,19 +1,21 @@
 //! [`Decoder`]: one object's bytes to batches of events and error rows.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::sync::Arc;
 
 use dpl_core::{
     Arrival, Class, DecodeStats, DecodedBatch, ErrorReason, ErrorRow, Event, FIELD_COUNT, Field,
-    Kind, RawObject, Value,
+    RawObject, Value,
 };
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
-use crate::coerce::{Scratch, convert, convert_json, scalar_text};
+use crate::coerce::{Converted, Scratch, convert, convert_json, scalar_text};
 use crate::config::DecodeConfig;
 use crate::error::Error;
-use crate::json::{lenient_field, subtree_len};
+use crate::json::{Frame, lenient_field, subtree_len, write_compact, write_escaped};
+use crate::privacy::{IpMode, Privacy, Redacted};
 use crate::ts::parse_ts;
 
 /// Longest line decoded; a longer one is read through and rejected as `invalid_json` with a
@@ -36,6 +38,7 @@ pub struct Decoder {
     custom_actions: HashSet<String>,
     batch_events: usize,
     max_line: usize,
+    privacy: Privacy,
 }
 
 impl Decoder {
@@ -45,6 +48,7 @@ impl Decoder {
         if config.batch_events == 0 {
             return Err(Error::ZeroBatchEvents);
         }
+        let privacy = Privacy::new(config.privacy)?;
         for pattern in &config.bot_user_agent_patterns {
             regex::Regex::new(pattern).map_err(|source| Error::BadPattern {
                 pattern: pattern.clone(),
@@ -63,6 +67,7 @@ impl Decoder {
             custom_actions: config.custom_actions.into_iter().collect(),
             batch_events: config.batch_events,
             max_line: MAX_LINE_BYTES,
+            privacy,
         })
     }
 
@@ -79,20 +84,23 @@ impl Decoder {
     /// whatever the bytes; nothing is dropped without a count.
     pub fn decode_object(&self, object: &RawObject, emit: &mut dyn FnMut(DecodedBatch)) {
         let bytes: &[u8] = &object.bytes;
-        let mut run = ObjectRun {
-            decoder: self,
-            key: Arc::clone(&object.key),
-            object: object.id,
-            parser: LineParser::new(),
-            out: Batcher::new(object.id, self.batch_events, emit),
-        };
-        if bytes.starts_with(&[0x1f, 0x8b]) {
-            let gz = flate2::bufread::MultiGzDecoder::new(bytes);
-            run.lines(BufReader::with_capacity(READ_BUF, gz));
-        } else {
-            run.lines(bytes);
-        }
-        run.out.finish();
+        with_parser(|parser| {
+            parser.scratch.interner.clear();
+            let mut run = ObjectRun {
+                decoder: self,
+                key: Arc::clone(&object.key),
+                object: object.id,
+                parser,
+                out: Batcher::new(object.id, self.batch_events, emit),
+            };
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                let gz = flate2::bufread::MultiGzDecoder::new(bytes);
+                run.lines(BufReader::with_capacity(READ_BUF, gz));
+            } else {
+                run.lines(bytes);
+            }
+            run.out.finish();
+        });
     }
 
     /// Decodes one line (without its `\n`; a trailing `\r` is removed) as line `line` of
@@ -107,14 +115,15 @@ impl Decoder {
         bytes: &[u8],
     ) -> Option<Result<Event, ErrorRow>> {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let mut parser = LineParser::new();
         let mut stats = DecodeStats::default();
         let arrival = Arrival { object, line };
-        match parser.parse(self, bytes, arrival, &mut stats) {
-            Outcome::Blank | Outcome::Unlisted => None,
-            Outcome::Event(e) => Some(Ok(e)),
-            Outcome::Error(e) => Some(Err(e.into_row(key, line, bytes))),
-        }
+        with_parser(
+            |parser| match parser.parse(self, bytes, arrival, &mut stats) {
+                Outcome::Blank | Outcome::Unlisted => None,
+                Outcome::Event(e) => Some(Ok(e)),
+                Outcome::Error(e) => Some(Err(e.into_row(self, key, line, bytes))),
+            },
+        )
     }
 
     fn is_bot(&self, ua_browser: Option<&str>, user_agent: Option<&str>) -> bool {
@@ -124,15 +133,31 @@ impl Decoder {
 }
 
 /// State while one object is decoded.
-struct ObjectRun<'d, 'e> {
+struct ObjectRun<'d, 'e, 'p> {
     decoder: &'d Decoder,
     key: Arc<str>,
     object: u32,
-    parser: LineParser,
+    parser: &'p mut LineParser,
     out: Batcher<'e>,
 }
 
-impl ObjectRun<'_, '_> {
+thread_local! {
+    /// The line parser of this thread, kept between objects so its buffers and its text
+    /// cache are reused. Nothing in it depends on a decoder's settings.
+    static PARSER: RefCell<Option<LineParser>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's line parser (a fresh one if it is in use already).
+fn with_parser<R>(f: impl FnOnce(&mut LineParser) -> R) -> R {
+    let mut parser = PARSER
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(LineParser::new);
+    let out = f(&mut parser);
+    PARSER.with(|p| *p.borrow_mut() = Some(parser));
+    out
+}
+
+impl ObjectRun<'_, '_, '_> {
     /// Reads every line of `reader`; a read error (corrupt or truncated gzip) ends the
     /// object with one `corrupt_gzip` row holding the partial line.
     fn lines(&mut self, mut reader: impl BufRead) {
@@ -143,13 +168,16 @@ impl ObjectRun<'_, '_> {
             if matches!(read, ReadLine::Eof) {
                 return;
             }
-            self.out.make_room();
+            if self.out.make_room() {
+                self.parser.scratch.interner.clear();
+            }
             let stats = &mut self.out.batch.stats;
             match read {
                 ReadLine::Eof => return,
                 ReadLine::Broken { consumed } => {
                     stats.bytes += consumed;
                     let row = LineError::new(ErrorReason::CorruptGzip, None).into_row(
+                        self.decoder,
                         &self.key,
                         number + 1,
                         &line,
@@ -176,7 +204,7 @@ impl ObjectRun<'_, '_> {
                         Outcome::Blank | Outcome::Unlisted => {}
                         Outcome::Event(e) => self.out.batch.events.push(e),
                         Outcome::Error(e) => {
-                            let row = e.into_row(&self.key, number, text);
+                            let row = e.into_row(self.decoder, &self.key, number, text);
                             self.out.batch.errors.push(row);
                         }
                     }
@@ -251,13 +279,15 @@ impl<'e> Batcher<'e> {
     }
 
     /// Sends the current batch on if it is full, so the next row (and the line counts that
-    /// go with it) land in a fresh one.
-    fn make_room(&mut self) {
+    /// go with it) land in a fresh one. Returns whether it did.
+    fn make_room(&mut self) -> bool {
         if self.batch.events.len() + self.batch.errors.len() >= self.cap {
             let next = empty_batch(self.batch.object, self.batch.seq + 1, self.cap);
             let full = std::mem::replace(&mut self.batch, next);
             (self.emit)(full);
+            return true;
         }
+        false
     }
 
     fn finish(self) {
@@ -293,6 +323,8 @@ struct LineError {
     /// `None` means "not known yet": for JSON that did not parse, [`LineError::into_row`]
     /// scans the raw text leniently.
     ids: Option<(Option<String>, Option<String>)>,
+    /// The line re-written with its personal data redacted (see [`redacted_json`]).
+    raw: Option<String>,
 }
 
 impl LineError {
@@ -301,10 +333,12 @@ impl LineError {
             reason,
             detail,
             ids: None,
+            raw: None,
         }
     }
 
-    fn into_row(self, key: &Arc<str>, line: u64, raw: &[u8]) -> ErrorRow {
+    fn into_row(self, dec: &Decoder, key: &Arc<str>, line: u64, raw: &[u8]) -> ErrorRow {
+        let parsed = self.ids.is_some();
         let (event_id, action) = match self.ids {
             Some(ids) => ids,
             None if matches!(
@@ -323,8 +357,104 @@ impl LineError {
             detail: self.detail,
             event_id,
             action,
-            raw: raw_text(raw),
+            raw: match self.raw {
+                Some(text) => raw_text(text.as_bytes()),
+                None if parsed || dec.privacy.keeps_all() => raw_text(raw),
+                None => unparsed_raw(raw, &dec.privacy),
+            },
         }
+    }
+}
+
+/// `raw` of a line that did not parse as JSON, with privacy settings that do not keep
+/// everything: if the text (bad bytes replaced) parses, it is re-written with the personal
+/// data redacted; otherwise it is kept only if it cannot hold a redacted key (neither the
+/// key's name nor any `\u` escape occurs in the stored text), else replaced by
+/// [`WITHHELD_RAW`].
+fn unparsed_raw(raw: &[u8], privacy: &Privacy) -> String {
+    let mut bytes = String::from_utf8_lossy(raw).into_owned().into_bytes();
+    if let Ok(tape) = simd_json::to_tape(&mut bytes) {
+        return match redacted_json(&tape.0, privacy, &mut Vec::new()) {
+            Some(text) => raw_text(text.as_bytes()),
+            None => raw_text(raw),
+        };
+    }
+    let text = raw_text(raw);
+    let may_hold = text.contains("\\u") || privacy.redacted_keys().any(|k| text.contains(k));
+    if may_hold {
+        WITHHELD_RAW.to_owned()
+    } else {
+        text
+    }
+}
+
+/// `raw` of a rejected line that is not valid JSON and may hold a value that the privacy
+/// settings do not keep.
+pub const WITHHELD_RAW: &str =
+    "[withheld by decode.privacy: not valid JSON, may hold visitor_ip or user_agent]";
+
+/// The compact JSON text of a top-level object with `visitor_ip`/`user_agent` members
+/// redacted as in events (a dropped field's member is left out; a value that is not kept
+/// and cannot be made safe is `null`); `None` when the line is not an object or has no
+/// such member, so the raw line can be kept as it is.
+fn redacted_json(nodes: &[Node<'_>], privacy: &Privacy, frames: &mut Vec<Frame>) -> Option<String> {
+    let Some(Node::Object { len, .. }) = nodes.first() else {
+        return None;
+    };
+    let mut out = String::from("{");
+    let mut touched = false;
+    let mut pos = 1;
+    for _ in 0..*len {
+        let (Some(Node::String(k)), Some(v)) = (nodes.get(pos), nodes.get(pos + 1)) else {
+            break;
+        };
+        let sub = nodes.get(pos + 1..).unwrap_or_default();
+        pos += 1 + subtree_len(v);
+        let replaced = match *k {
+            "visitor_ip" if privacy.ip != IpMode::Keep => Some(match privacy.ip {
+                IpMode::Drop => None,
+                _ => Some(ip_value(privacy, Some(v)).unwrap_or(Value::Null)),
+            }),
+            "user_agent" if privacy.drop_user_agent => Some(None),
+            _ => None,
+        };
+        touched |= replaced.is_some();
+        if replaced == Some(None) {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        write_escaped(&mut out, k);
+        out.push(':');
+        match replaced {
+            Some(Some(Value::Text(t))) => write_escaped(&mut out, &t),
+            Some(_) => out.push_str("null"),
+            None => write_compact(&mut out, sub, frames),
+        }
+    }
+    out.push('}');
+    touched.then_some(out)
+}
+
+/// `visitor_ip` under a privacy mode other than keep: `Some(Null)` for null, empty or
+/// dropped values, `None` (null, counted as coerced) for objects, arrays and, under
+/// truncate, text that is not an address.
+fn ip_value(privacy: &Privacy, node: Option<&Node<'_>>) -> Converted {
+    if privacy.ip == IpMode::Drop {
+        return Some(Value::Null);
+    }
+    let text = match node {
+        None | Some(Node::Static(StaticNode::Null)) => return Some(Value::Null),
+        Some(n) => scalar_text(n)?,
+    };
+    if text.trim_ascii().is_empty() {
+        return Some(Value::Null);
+    }
+    match privacy.ip(&text) {
+        Redacted::Text(t) => Some(Value::Text(Arc::from(t))),
+        Redacted::Unparseable => None,
+        Redacted::Dropped => Some(Value::Null),
     }
 }
 
@@ -462,7 +592,13 @@ impl LineParser {
                     scratch,
                     buffers,
                 };
-                ctx.event(arrival, stats)
+                match ctx.event(arrival, stats) {
+                    Outcome::Error(mut e) if !dec.privacy.keeps_all() => {
+                        e.raw = redacted_json(&tape.0, &dec.privacy, &mut Vec::new());
+                        Outcome::Error(e)
+                    }
+                    other => other,
+                }
             }
         };
         *slot = Some(tape.reset());
@@ -496,6 +632,7 @@ impl<'n> Fields<'_, 'n, '_> {
                 reason: ErrorReason::NotAnObject,
                 detail: None,
                 ids: Some((None, None)),
+                raw: None,
             });
         };
         self.index(*len);
@@ -506,6 +643,7 @@ impl<'n> Fields<'_, 'n, '_> {
                 reason,
                 detail: detail.map(str::to_owned),
                 ids: Some((non_empty(event_id.as_deref()), non_empty(action.as_deref()))),
+                raw: None,
             })
         };
         let action_text = match (&action, self.node(Field::Action)) {
@@ -570,16 +708,18 @@ impl<'n> Fields<'_, 'n, '_> {
             let Some(sub) = self.nodes.get(self.slots[f as usize]..) else {
                 continue;
             };
+            let privacy = &self.dec.privacy;
             let value = match f {
                 Field::TsAction => Some(Value::Ts(ts_action)),
+                Field::VisitorIp if privacy.ip != IpMode::Keep => ip_value(privacy, sub.first()),
+                Field::UserAgent if privacy.drop_user_agent => continue,
                 Field::ExtraData => {
                     let key = Some(self.dec.extra_data_key.as_str());
-                    let (value, extra) =
-                        convert_json(Kind::Json, sub, key, self.scratch, self.buffers);
+                    let (value, extra) = convert_json(f, sub, key, self.scratch, self.buffers);
                     event.extra = extra;
                     value
                 }
-                f => convert(f.kind(), sub, self.scratch, self.buffers),
+                f => convert(f, sub, self.scratch, self.buffers),
             };
             match value {
                 Some(v) => event.values[f as usize] = v,

@@ -17,6 +17,12 @@ pub enum Error {
     /// `batch_events` must be at least 1.
     #[error("batch_events must be at least 1")]
     ZeroBatchEvents,
+    /// `privacy.visitor_ip = "hash"` without `privacy.ip_hash_salt`.
+    #[error("privacy.visitor_ip = \"hash\" needs privacy.ip_hash_salt")]
+    MissingSalt,
+    /// `privacy.ip_hash_salt` is too short (the message never shows the salt).
+    #[error("privacy.ip_hash_salt must be at least {min} bytes")]
+    ShortSalt { min: usize },
     /// The downstream channel closed before the input was drained.
     #[error("decode output channel closed by the receiver")]
     Closed,
