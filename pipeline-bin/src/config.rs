@@ -9,7 +9,7 @@ use dpl_sessionize::SessionizeConfig;
 use dpl_sink::SinkConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Top-level sections and keys; anything else in the file or the environment is an error.
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -27,7 +27,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 /// The whole configuration. Every key has a default (SPEC.md section 7).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// First UTC delivery day to read (inclusive). Default: `end_date`.
@@ -49,7 +49,7 @@ pub struct Config {
 }
 
 /// Prometheus metrics.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address to serve `/metrics` on, e.g. `127.0.0.1:9898` (default: not served).
@@ -75,7 +75,7 @@ impl Default for Config {
 }
 
 /// Where the raw DPL objects are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
     /// `local` (a directory with the `events/YYYY/MM/DD/` layout) or `s3`.
@@ -99,7 +99,7 @@ impl Default for SourceConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Local,
@@ -107,7 +107,7 @@ pub enum SourceKind {
 }
 
 /// Parallelism and buffering between stages.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Decode workers (default: the machine's cores).
@@ -229,5 +229,130 @@ impl Config {
 
     pub fn checkpoint_path(&self) -> PathBuf {
         self.state_dir.join("checkpoint.bin")
+    }
+}
+
+/// Keys whose values are secrets wherever they appear.
+const SECRET_KEYS: &[&str] = &[
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "ip_hash_salt",
+    "password",
+];
+/// Keys holding connection URLs, which may carry a password.
+const URL_KEYS: &[&str] = &["pg_url", "redshift_url"];
+
+impl Config {
+    /// The effective configuration as TOML, secrets shown as `***` (`dpl config`).
+    pub fn to_redacted_toml(&self) -> anyhow::Result<String> {
+        let mut value = toml::Value::try_from(self)?;
+        redact(&mut value);
+        Ok(toml::to_string_pretty(&value)?)
+    }
+}
+
+fn redact(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                if SECRET_KEYS.contains(&k.as_str()) {
+                    if let toml::Value::String(s) = v
+                        && !s.is_empty()
+                    {
+                        *s = "***".to_owned();
+                    }
+                } else if URL_KEYS.contains(&k.as_str()) {
+                    if let toml::Value::String(s) = v {
+                        *s = redact_url(s);
+                    }
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// `scheme://user:password@host/...` with the password replaced by `***`; a `password=`
+/// parameter (key-value form or query) likewise.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            let start = scheme_end + 3 + colon + 1;
+            let end = scheme_end + 3 + at;
+            out.replace_range(start..end, "***");
+        }
+    }
+    let lower = out.to_ascii_lowercase();
+    if let Some(i) = lower.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        for (url, want) in [
+            (
+                "postgres://u:s3cret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://u:p%40ss@h/db?sslmode=require",
+                "postgres://u:***@h/db?sslmode=require",
+            ),
+            (
+                "postgres://h/db?user=u&password=s3cret&x=1",
+                "postgres://h/db?user=u&password=***&x=1",
+            ),
+            (
+                "host=h user=u password=s3cret dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_printed_configuration_holds_no_secret() {
+        let mut config = Config::default();
+        config.sink.pg_url = Some("postgres://dpl:FAKE-PG-SECRET@db:5432/w".to_owned());
+        config.sink.secret_access_key = Some("FAKE-AWS-SECRET".to_owned());
+        config.source.s3.secret_access_key = Some("FAKE-S3-SECRET".to_owned());
+        config.source.s3.session_token = Some("FAKE-S3-TOKEN".to_owned());
+        config.decode.privacy.ip_hash_salt = Some("FAKE-SALT-0123456789".into());
+        let text = config.to_redacted_toml().expect("serializes");
+        for secret in [
+            "FAKE-PG-SECRET",
+            "FAKE-AWS-SECRET",
+            "FAKE-S3-SECRET",
+            "FAKE-S3-TOKEN",
+            "FAKE-SALT",
+        ] {
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        }
+        assert!(text.contains("postgres://dpl:***@db:5432/w"), "{text}");
+        assert!(
+            text.contains("idle_timeout"),
+            "defaults are printed too:\n{text}"
+        );
     }
 }

@@ -59,6 +59,15 @@ enum Command {
     Ddl(DdlArgs),
     /// Measure each stage and the whole pipeline on generated data.
     Bench(BenchArgs),
+    /// Print the effective configuration (file, environment, defaults), secrets as ***.
+    Config(ConfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    /// Configuration file (default: ./dpl.toml when present).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -240,6 +249,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 std::fs::write(path, json)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(args) => {
+            let config = Config::load(args.config.as_deref(), &Overrides::default())?;
+            print!("{}", config.to_redacted_toml()?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {

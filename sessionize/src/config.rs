@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Settings of sessions, users, labels and state windows. Every field has the SPEC.md
 /// section 7 default.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionizeConfig {
     /// Idle gap that ends a session; a gap exactly this long does not split (default 30m).

@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::sql::ViewOptions;
 use crate::tls::SslMode;
 
 /// Which sink loads the rows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkKind {
     /// Gzip CSV parts in one directory per table, plus a ledger file; needs no service.
@@ -36,7 +36,7 @@ impl SinkKind {
 }
 
 /// Compression of the Redshift sink's staged CSV parts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// gzip (`COPY ... GZIP`), default level 1.
@@ -74,7 +74,7 @@ impl Compression {
 }
 
 /// Server-side encryption of staged objects.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sse {
     /// No `x-amz-server-side-encryption` header (the bucket's default encryption applies).
@@ -88,7 +88,8 @@ pub enum Sse {
 
 /// The `[sink]` section of the configuration. `Debug` shows secrets as `***` and URLs
 /// without their password.
-#[derive(Clone, Deserialize)]
+/// `Serialize` writes every key (secrets included) for `dpl config`, which redacts them.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     /// `files` (default), `postgres`, `redshift` or `null`.

@@ -25,7 +25,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::error::Error;
 
 /// libpq's `sslmode`, the subset the sinks support.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     /// Plain TCP.

@@ -66,7 +66,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 const HEAD_CONCURRENCY: usize = 8;
 
 /// Where the DPL objects are and how to reach them (`[source.s3]` in the config).
-#[derive(Clone, serde::Deserialize)]
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     /// The bucket name, e.g. `parsely-dw-example` (no `s3://`). Required.
