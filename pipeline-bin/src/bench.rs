@@ -62,7 +62,10 @@ pub async fn bench(opts: BenchOptions) -> anyhow::Result<()> {
         if data.exists() {
             std::fs::remove_dir_all(&data)?;
         }
-        let cfg = dpl_gen::GenConfig::new(opts.events, start, opts.days, opts.seed);
+        let mut cfg = dpl_gen::GenConfig::new(opts.events, start, opts.days, opts.seed);
+        // Objects of about 20,000 lines (a few MB compressed), as DPL delivers them.
+        let per_day = opts.events / u64::from(opts.days.max(1)) / 20_000;
+        cfg.objects_per_day = u32::try_from(per_day).unwrap_or(1440).clamp(24, 1440);
         dpl_gen::generate_to_dir(&cfg, &data)?;
     }
     let end = start

@@ -156,6 +156,9 @@ struct GenArgs {
     /// Random seed: the same seed gives the same files, byte for byte.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Objects per day (each covers an equal slice of the day's deliveries).
+    #[arg(long, default_value_t = 24)]
+    objects_per_day: u32,
 }
 
 #[derive(Args, Debug)]
@@ -268,7 +271,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Gen(args) => {
             let start = parse_date(&args.start_date, "--start-date")?;
-            let cfg = dpl_gen::GenConfig::new(args.events, start, args.days, args.seed);
+            let mut cfg = dpl_gen::GenConfig::new(args.events, start, args.days, args.seed);
+            cfg.objects_per_day = args.objects_per_day;
             let summary = dpl_gen::generate_to_dir(&cfg, &args.out)
                 .with_context(|| format!("generating into {}", args.out.display()))?;
             println!(
