@@ -161,6 +161,13 @@ impl Config {
             TOP_LEVEL_KEYS.contains(&top)
         }));
         let o = overrides;
+        for (flag, value) in [("--start-date", &o.start_date), ("--end-date", &o.end_date)] {
+            if let Some(v) = value
+                && let Err(e) = v.parse::<jiff::civil::Date>()
+            {
+                bail!("{flag} {v:?} is not a date: use YYYY-MM-DD ({e})");
+            }
+        }
         let mut set = |key: &str, v: Option<String>| {
             if let Some(v) = v {
                 fig = std::mem::take(&mut fig).merge(Serialized::global(key, v));
