@@ -158,7 +158,8 @@ impl Config {
         }
         fig = fig.merge(Env::prefixed("DPL_").split("__").filter(|k| {
             let top = k.as_str().split('.').next().unwrap_or("");
-            TOP_LEVEL_KEYS.contains(&top)
+            // figment filters before it lower-cases the keys.
+            TOP_LEVEL_KEYS.iter().any(|t| t.eq_ignore_ascii_case(top))
         }));
         let o = overrides;
         for (flag, value) in [("--start-date", &o.start_date), ("--end-date", &o.end_date)] {
@@ -271,7 +272,7 @@ fn redact(value: &mut toml::Value) {
                     }
                 } else if URL_KEYS.contains(&k.as_str()) {
                     if let toml::Value::String(s) = v {
-                        *s = redact_url(s);
+                        *s = dpl_sink::redact_url(s);
                     }
                 } else {
                     redact(v);
@@ -281,32 +282,6 @@ fn redact(value: &mut toml::Value) {
         toml::Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
     }
-}
-
-/// `scheme://user:password@host/...` with the password replaced by `***`; a `password=`
-/// parameter (key-value form or query) likewise.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = &out[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@')
-            && let Some(colon) = rest[..at].find(':')
-        {
-            let start = scheme_end + 3 + colon + 1;
-            let end = scheme_end + 3 + at;
-            out.replace_range(start..end, "***");
-        }
-    }
-    let lower = out.to_ascii_lowercase();
-    if let Some(i) = lower.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(['&', ' '])
-            .map_or(out.len(), |e| start + e);
-        out.replace_range(start..end, "***");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -334,7 +309,7 @@ mod tests {
                 "host=h user=u password=*** dbname=d",
             ),
         ] {
-            assert_eq!(redact_url(url), want, "{url}");
+            assert_eq!(dpl_sink::redact_url(url), want, "{url}");
         }
     }
 

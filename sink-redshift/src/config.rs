@@ -170,30 +170,31 @@ fn default_staging_prefix() -> String {
 /// 64 MiB.
 const DEFAULT_PART_BYTES: u64 = 64 << 20;
 
-/// `postgres://user:***@host/db`: the URL with any password replaced.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // key=value form: hide a password= word.
-        return url
-            .split_whitespace()
-            .map(|w| {
-                if w.starts_with("password=") {
-                    "password=***"
-                } else {
-                    w
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((a, h)) => (a, h),
-        None => return url.to_owned(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+/// A connection URL with its password replaced by `***`: the `user:password@` part of a
+/// `scheme://` URL and any `password=` parameter (query string or key-value form).
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = &out[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            let start = scheme_end + 3 + colon + 1;
+            let end = scheme_end + 3 + at;
+            out.replace_range(start..end, "***");
+        }
     }
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password=") {
+        let start = from + i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    out
 }
 
 impl std::fmt::Debug for SinkConfig {

@@ -83,7 +83,7 @@ mod sql;
 pub mod staging;
 mod tls;
 
-pub use config::{Compression, SinkConfig, SinkKind, Sse};
+pub use config::{Compression, SinkConfig, SinkKind, Sse, redact_url};
 pub use csv::{CsvEncoder, Dialect, EncodeStats};
 pub use error::{Error, LoadErrorRow};
 pub use files::{FilesSink, LEDGER_FILE, RUNS_FILE};

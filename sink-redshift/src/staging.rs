@@ -97,11 +97,20 @@ pub struct OtherRun {
 }
 
 /// Uploads staged objects and removes them.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct S3Stager {
     client: Client,
     opts: StageOptions,
     schema: Arc<Schema>,
+}
+
+/// By hand: the S3 client's `Debug` would show the access key id.
+impl std::fmt::Debug for S3Stager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Stager")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds the S3 client of the staging bucket: static keys when configured, else the

@@ -173,3 +173,31 @@ fn gen_cli_is_deterministic() {
     assert!(a.len() > 2);
     assert_eq!(a, list("b"));
 }
+
+/// Regression: figment filters environment keys before lower-casing them, so every `DPL_`
+/// variable was once ignored.
+#[test]
+fn dpl_environment_variables_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dpl_command(dir.path(), &["config"])
+        .env("DPL_STATE_DIR", "from-env")
+        .env("DPL_SESSIONIZE__IDLE_TIMEOUT", "45m")
+        .env("DPL_SINK__KIND", "null")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("state_dir = \"from-env\""), "{text}");
+    assert!(text.contains("idle_timeout = \"PT45M\""), "{text}");
+    assert!(text.contains("kind = \"null\""), "{text}");
+    let bad = dpl_command(dir.path(), &["config"])
+        .env("DPL_SINK__KIND", "mysql")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("postgres"));
+}

@@ -5,3 +5,4 @@
 mod crash;
 mod files_sink;
 mod runs;
+mod secrets;
