@@ -333,25 +333,7 @@ fn no_meta() -> String {
     let mut buf = Vec::with_capacity(512);
     let mut o = Obj::new(&mut buf, None);
     o.bool(Field::Metadata, false, None);
-    for f in [
-        Field::MetadataAuthors,
-        Field::MetadataCanonicalUrl,
-        Field::MetadataCustomMetadata,
-        Field::MetadataDuration,
-        Field::MetadataDataSource,
-        Field::MetadataFullContentWordCount,
-        Field::MetadataImageUrl,
-        Field::MetadataPageType,
-        Field::MetadataPostId,
-        Field::MetadataPubDateTmsp,
-        Field::MetadataSaveDateTmsp,
-        Field::MetadataSection,
-        Field::MetadataShareUrls,
-        Field::MetadataTags,
-        Field::MetadataThumbUrl,
-        Field::MetadataTitle,
-        Field::MetadataUrls,
-    ] {
+    for &f in dpl_core::CONTENT_METADATA_FIELDS {
         o.null(f);
     }
     String::from_utf8_lossy(&buf).into_owned()

@@ -454,6 +454,35 @@ pub(crate) fn apply_user(u: &mut User, c: &Contribution, w: Windows) -> Applied 
     applied
 }
 
+/// Merges each record of `src` into `dst`; a record missing from `dst` starts as a copy of
+/// `base`'s, else of the new record.
+fn fold_in<K, R>(
+    dst: &mut HashMap<K, R>,
+    base: Option<&HashMap<K, R>>,
+    src: &BTreeMap<K, R>,
+    merge: fn(&mut R, &R),
+) where
+    K: Clone + Eq + std::hash::Hash,
+    R: Clone,
+{
+    for (k, p) in src {
+        match dst.get_mut(k) {
+            Some(r) => merge(r, p),
+            None => {
+                let r = match base.and_then(|b| b.get(k)) {
+                    Some(b) => {
+                        let mut r = b.clone();
+                        merge(&mut r, p);
+                        r
+                    }
+                    None => p.clone(),
+                };
+                dst.insert(k.clone(), r);
+            }
+        }
+    }
+}
+
 /// Every record the sessionizer keeps across runs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Totals {
@@ -477,54 +506,24 @@ impl Totals {
                 .unwrap_or_else(|| User::new(c))
         });
         let applied = apply_user(user, c, w);
-        for (k, p) in &c.posts {
-            match self.posts.get_mut(k) {
-                Some(r) => r.merge(p),
-                None => {
-                    let r = match base.and_then(|b| b.posts.get(k)) {
-                        Some(b) => {
-                            let mut r = b.clone();
-                            r.merge(p);
-                            r
-                        }
-                        None => p.clone(),
-                    };
-                    self.posts.insert(k.clone(), r);
-                }
-            }
-        }
-        for (k, p) in &c.videos {
-            match self.videos.get_mut(k) {
-                Some(r) => r.merge(p),
-                None => {
-                    let r = match base.and_then(|b| b.videos.get(k)) {
-                        Some(b) => {
-                            let mut r = b.clone();
-                            r.merge(p);
-                            r
-                        }
-                        None => p.clone(),
-                    };
-                    self.videos.insert(k.clone(), r);
-                }
-            }
-        }
-        for (k, p) in &c.campaigns {
-            match self.campaigns.get_mut(k) {
-                Some(r) => r.merge(p),
-                None => {
-                    let r = match base.and_then(|b| b.campaigns.get(k)) {
-                        Some(b) => {
-                            let mut r = b.clone();
-                            r.merge(p);
-                            r
-                        }
-                        None => p.clone(),
-                    };
-                    self.campaigns.insert(k.clone(), r);
-                }
-            }
-        }
+        fold_in(
+            &mut self.posts,
+            base.map(|b| &b.posts),
+            &c.posts,
+            Content::merge,
+        );
+        fold_in(
+            &mut self.videos,
+            base.map(|b| &b.videos),
+            &c.videos,
+            Content::merge,
+        );
+        fold_in(
+            &mut self.campaigns,
+            base.map(|b| &b.campaigns),
+            &c.campaigns,
+            Campaign::merge,
+        );
         applied
     }
 
