@@ -112,6 +112,9 @@ pub enum SourceKind {
 pub struct PipelineConfig {
     /// Decode workers (default: the machine's cores).
     pub decode_workers: usize,
+    /// Sessionizer shards, each a thread owning the visitors whose hash falls to it
+    /// (default: the machine's cores). The rows do not depend on it.
+    pub sessionize_shards: usize,
     /// Capacity of each channel between stages, in batches.
     pub channel_batches: usize,
 }
@@ -120,6 +123,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             decode_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            sessionize_shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             channel_batches: 16,
         }
     }
@@ -210,6 +214,9 @@ impl Config {
     fn check(&self) -> anyhow::Result<()> {
         if self.pipeline.decode_workers == 0 {
             bail!("invalid configuration: pipeline.decode_workers must be at least 1");
+        }
+        if self.pipeline.sessionize_shards == 0 {
+            bail!("invalid configuration: pipeline.sessionize_shards must be at least 1");
         }
         if self.pipeline.channel_batches == 0 {
             bail!("invalid configuration: pipeline.channel_batches must be at least 1");

@@ -50,7 +50,12 @@ pub async fn run(config: Config) -> anyhow::Result<Outcome> {
     let pending = config.state_dir.join("checkpoint.pending");
     repair_pending_checkpoint(&sink, &pending, &checkpoint_path).await?;
     let checkpoint = Checkpoint::load(&checkpoint_path)?;
-    let sessionizer = Sessionizer::new(config.sessionize.clone(), schema.clone(), checkpoint)?;
+    let sessionizer = Sessionizer::sharded(
+        config.sessionize.clone(),
+        schema.clone(),
+        checkpoint,
+        config.pipeline.sessionize_shards,
+    )?;
 
     let source = Arc::new(match config.source.kind {
         SourceKind::Local => AnySource::Local(LocalSource::new(&config.source.dir)?),

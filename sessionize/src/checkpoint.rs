@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::derive::Key;
 use crate::error::Error;
 use crate::ser::StoredEvent;
-use crate::sessionizer::Prior;
+use crate::shard::Prior;
 use crate::state::Totals;
 
 const MAGIC: &[u8; 8] = b"DPLSESS\0";

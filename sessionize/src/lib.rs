@@ -4,12 +4,22 @@
 //! table of the star schema: it drops duplicates, routes bots and errors, builds sessions
 //! per visitor by idle gap in event time, attributes heartbeats and video heartbeats, tracks
 //! users, content and campaigns, and keeps what the next run needs in a [`Checkpoint`].
-//! [`run`] is the pipeline stage around it (reorder buffer, blocking thread, channels).
+//! [`run`] is the pipeline stage around it (reorder buffer, blocking threads, channels).
 //!
 //! It does not decode (`dpl-decode`), load or replace rows by key (`dpl-sink`), or decide
 //! which objects a run reads (the binary).
 //!
 //! # How it works
+//! - Three parts. The gate takes the decisions that need arrival order over all visitors
+//!   (dedupe, the watermark, stragglers). Shards own the visitors (split by a fixed hash of
+//!   `(apikey, visitor_site_id)`): open sessions, records, withdrawable keys, and every
+//!   event-grain, session, user and user_daily row. The content part folds the post, video
+//!   and campaign deltas the shards send (sums, minima, maxima and the latest by
+//!   `(ts_action, event_id)`: the order of folding does not matter) and emits their rows at
+//!   the run end. [`Sessionizer::sharded`] sets the number of shards; [`run`] gives each
+//!   its thread, with a router and a collector that keep the output order a function of the
+//!   input (see `stage.rs`). The rows, and the checkpoint byte for byte, are the same for
+//!   any number of shards, and a checkpoint loads into any number of shards.
 //! - Dedupe: ids are kept exactly (a map id to `ts_action` plus a min-heap by time for
 //!   eviction) while their `ts_action` is within `dedupe_window` of the largest seen, and
 //!   evicted after every batch as that largest moves, within a run as across runs.
@@ -110,16 +120,19 @@
 
 mod checkpoint;
 mod config;
+mod content;
 mod dedupe;
 mod derive;
 mod emit;
 mod error;
+mod gate;
 #[cfg(test)]
 mod reference;
 mod rows;
 mod ser;
 mod session;
 mod sessionizer;
+mod shard;
 mod stage;
 mod state;
 #[cfg(test)]

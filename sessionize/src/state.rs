@@ -58,7 +58,7 @@ pub(crate) struct User {
 }
 
 impl User {
-    fn new(c: &Contribution) -> User {
+    pub(crate) fn new(c: &Contribution) -> User {
         User {
             apikey: c.apikey.clone(),
             visitor_site_id: c.visitor_site_id.clone(),
@@ -454,36 +454,121 @@ pub(crate) fn apply_user(u: &mut User, c: &Contribution, w: Windows) -> Applied 
     applied
 }
 
-/// Merges each record of `src` into `dst`; a record missing from `dst` starts as a copy of
-/// `base`'s, else of the new record.
+/// Merges each record of `src` into `dst`.
 fn fold_in<K, R>(
     dst: &mut HashMap<K, R>,
-    base: Option<&HashMap<K, R>>,
-    src: &BTreeMap<K, R>,
+    src: impl IntoIterator<Item = (K, R)>,
     merge: fn(&mut R, &R),
 ) where
-    K: Clone + Eq + std::hash::Hash,
-    R: Clone,
+    K: Eq + std::hash::Hash,
 {
     for (k, p) in src {
-        match dst.get_mut(k) {
-            Some(r) => merge(r, p),
+        match dst.get_mut(&k) {
+            Some(r) => merge(r, &p),
             None => {
-                let r = match base.and_then(|b| b.get(k)) {
-                    Some(b) => {
-                        let mut r = b.clone();
-                        merge(&mut r, p);
-                        r
-                    }
-                    None => p.clone(),
-                };
-                dst.insert(k.clone(), r);
+                dst.insert(k, p);
             }
         }
     }
 }
 
-/// Every record the sessionizer keeps across runs.
+/// `base`'s record merged with `overlay`'s, whichever exist.
+fn overlaid<R: Clone>(base: Option<&R>, overlay: Option<&R>, merge: fn(&mut R, &R)) -> Option<R> {
+    match (base, overlay) {
+        (Some(b), Some(o)) => {
+            let mut r = b.clone();
+            merge(&mut r, o);
+            Some(r)
+        }
+        (b, o) => b.or(o).cloned(),
+    }
+}
+
+/// Post, video and campaign records: the totals every visitor adds to, so kept once, after
+/// the split by visitor. Also the shape of what sessions add to them (a delta).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ContentTotals {
+    #[serde(with = "ser::sorted_map")]
+    pub posts: HashMap<Arc<str>, Content>,
+    #[serde(with = "ser::sorted_map")]
+    pub videos: HashMap<Arc<str>, Content>,
+    #[serde(with = "ser::sorted_map")]
+    pub campaigns: HashMap<Key, Campaign>,
+}
+
+impl ContentTotals {
+    /// Moves the content part of a session's contribution in (its maps are left empty).
+    pub(crate) fn take_from(&mut self, c: &mut Contribution) {
+        fold_in(
+            &mut self.posts,
+            std::mem::take(&mut c.posts),
+            Content::merge,
+        );
+        fold_in(
+            &mut self.videos,
+            std::mem::take(&mut c.videos),
+            Content::merge,
+        );
+        fold_in(
+            &mut self.campaigns,
+            std::mem::take(&mut c.campaigns),
+            Campaign::merge,
+        );
+    }
+
+    /// Folds a delta in. Merging is associative and commutative (sums, minima, maxima and
+    /// the latest by `(ts_action, event_id)`), so the order of the deltas does not matter.
+    pub(crate) fn merge(&mut self, delta: ContentTotals) {
+        fold_in(&mut self.posts, delta.posts, Content::merge);
+        fold_in(&mut self.videos, delta.videos, Content::merge);
+        fold_in(&mut self.campaigns, delta.campaigns, Campaign::merge);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.posts.is_empty() && self.videos.is_empty() && self.campaigns.is_empty()
+    }
+
+    pub(crate) fn post(&self, k: &Arc<str>, overlay: &ContentTotals) -> Option<Content> {
+        overlaid(self.posts.get(k), overlay.posts.get(k), Content::merge)
+    }
+
+    pub(crate) fn video(&self, k: &Arc<str>, overlay: &ContentTotals) -> Option<Content> {
+        overlaid(self.videos.get(k), overlay.videos.get(k), Content::merge)
+    }
+
+    pub(crate) fn campaign(&self, k: &Key, overlay: &ContentTotals) -> Option<Campaign> {
+        overlaid(
+            self.campaigns.get(k),
+            overlay.campaigns.get(k),
+            Campaign::merge,
+        )
+    }
+
+    /// Approximate bytes held (records, keys and hash table slots).
+    pub(crate) fn bytes(&self) -> usize {
+        let slot = 16;
+        self.posts
+            .iter()
+            .chain(self.videos.iter())
+            .map(|(k, c)| k.len() + 16 + slot + c.bytes())
+            .sum::<usize>()
+            + self
+                .campaigns
+                .iter()
+                .map(|(k, c)| k.len() + 16 + slot + c.bytes())
+                .sum::<usize>()
+    }
+}
+
+/// Approximate bytes of the visitor records (records, keys and hash table slots).
+pub(crate) fn users_bytes(users: &HashMap<Key, User>) -> usize {
+    users
+        .iter()
+        .map(|(k, u)| k.len() + 16 + 16 + u.bytes())
+        .sum()
+}
+
+/// Every record the sessionizer keeps across runs, as the checkpoint stores it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Totals {
     #[serde(with = "ser::sorted_map")]
@@ -497,54 +582,22 @@ pub(crate) struct Totals {
 }
 
 impl Totals {
-    /// Folds `c` in. With `base`, records missing here start as a copy of `base`'s (an
-    /// overlay: the run-end view with open sessions, never saved).
-    pub(crate) fn apply(&mut self, c: &Contribution, w: Windows, base: Option<&Totals>) -> Applied {
-        let user = self.users.entry(c.avid.clone()).or_insert_with(|| {
-            base.and_then(|b| b.users.get(&c.avid))
-                .cloned()
-                .unwrap_or_else(|| User::new(c))
-        });
-        let applied = apply_user(user, c, w);
-        fold_in(
-            &mut self.posts,
-            base.map(|b| &b.posts),
-            &c.posts,
-            Content::merge,
-        );
-        fold_in(
-            &mut self.videos,
-            base.map(|b| &b.videos),
-            &c.videos,
-            Content::merge,
-        );
-        fold_in(
-            &mut self.campaigns,
-            base.map(|b| &b.campaigns),
-            &c.campaigns,
-            Campaign::merge,
-        );
-        applied
+    pub(crate) fn new(users: HashMap<Key, User>, content: ContentTotals) -> Totals {
+        Totals {
+            users,
+            posts: content.posts,
+            videos: content.videos,
+            campaigns: content.campaigns,
+        }
     }
 
-    /// Approximate bytes held (records, keys and hash table slots).
-    pub(crate) fn bytes(&self) -> usize {
-        let slot = 16;
-        self.users
-            .iter()
-            .map(|(k, u)| k.len() + 16 + slot + u.bytes())
-            .sum::<usize>()
-            + self
-                .posts
-                .iter()
-                .chain(self.videos.iter())
-                .map(|(k, c)| k.len() + 16 + slot + c.bytes())
-                .sum::<usize>()
-            + self
-                .campaigns
-                .iter()
-                .map(|(k, c)| k.len() + 16 + slot + c.bytes())
-                .sum::<usize>()
+    pub(crate) fn split(self) -> (HashMap<Key, User>, ContentTotals) {
+        let content = ContentTotals {
+            posts: self.posts,
+            videos: self.videos,
+            campaigns: self.campaigns,
+        };
+        (self.users, content)
     }
 }
 

@@ -66,6 +66,14 @@ pub(crate) struct Out {
 }
 
 impl Out {
+    /// The same rows with each table's rows in a fixed order (shards interleave).
+    fn sorted(mut self) -> Out {
+        for rows in self.rows.values_mut().chain(self.withdrawn.values_mut()) {
+            rows.sort_by_cached_key(|r| format!("{r:?}"));
+        }
+        self
+    }
+
     fn add(&mut self, b: RowBatch) {
         let rows = if b.withdraw {
             assert_eq!(b.width, b.table.primary_key().len());
@@ -899,40 +907,58 @@ async fn the_stage_restores_arrival_order() {
         }
     }
     batches.reverse();
-    let (btx, brx) = async_channel::bounded(8);
-    let (rtx, rrx) = async_channel::bounded(64);
-    let s = Sessionizer::new(SessionizeConfig::default(), schema(), None).unwrap();
-    let task = tokio::spawn(crate::run(s, "r".into(), brx, rtx));
-    for b in batches {
-        btx.send(b).await.unwrap();
-    }
-    drop(btx);
-    let mut out = Out::default();
-    while let Ok(b) = rrx.recv().await {
-        out.add(b);
-    }
-    let (ck, _) = task.await.unwrap().unwrap();
-    assert_eq!(ck.run_id(), "r");
-    assert_eq!(out, one);
+    // One shard on one thread, or three shards on threads of their own.
+    for shards in [1, 3] {
+        let (btx, brx) = async_channel::bounded(8);
+        let (rtx, rrx) = async_channel::bounded(64);
+        let s = Sessionizer::sharded(SessionizeConfig::default(), schema(), None, shards).unwrap();
+        let task = tokio::spawn(crate::run(s, "r".into(), brx, rtx));
+        for b in batches.clone() {
+            btx.send(b).await.unwrap();
+        }
+        drop(btx);
+        let mut out = Out::default();
+        while let Ok(b) = rrx.recv().await {
+            out.add(b);
+        }
+        let (ck, _) = task.await.unwrap().unwrap();
+        assert_eq!(ck.run_id(), "r");
+        assert_eq!(out.sorted(), one.clone().sorted(), "{shards} shards");
 
-    // A missing batch is an error, never a silent gap.
-    let (btx, brx) = async_channel::bounded(8);
-    let (rtx, _rrx) = async_channel::bounded(64);
-    let s = Sessionizer::new(SessionizeConfig::default(), schema(), None).unwrap();
-    btx.send(batch(1, 0, true, Vec::new())).await.unwrap();
-    drop(btx);
-    let e = crate::run(s, "r".into(), brx, rtx).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            crate::Error::MissingBatch {
-                object: 0,
-                seq: 0,
-                ..
-            }
-        ),
-        "{e}"
-    );
+        // A missing batch is an error, never a silent gap.
+        let (btx, brx) = async_channel::bounded(8);
+        let (rtx, _rrx) = async_channel::bounded(64);
+        let s = Sessionizer::sharded(SessionizeConfig::default(), schema(), None, shards).unwrap();
+        btx.send(batch(1, 0, true, Vec::new())).await.unwrap();
+        drop(btx);
+        let e = crate::run(s, "r".into(), brx, rtx).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                crate::Error::MissingBatch {
+                    object: 0,
+                    seq: 0,
+                    ..
+                }
+            ),
+            "{shards} shards: {e}"
+        );
+
+        // Rows nobody receives: an error (the run must not commit), not a hang.
+        let (btx, brx) = async_channel::bounded(8);
+        let (rtx, rrx) = async_channel::bounded(64);
+        drop(rrx);
+        let s = Sessionizer::sharded(SessionizeConfig::default(), schema(), None, shards).unwrap();
+        for b in batches.clone() {
+            btx.send(b).await.unwrap();
+        }
+        drop(btx);
+        let e = crate::run(s, "r".into(), brx, rtx).await.unwrap_err();
+        assert!(
+            matches!(e, crate::Error::OutputClosed | crate::Error::Task(_)),
+            "{shards} shards: {e}"
+        );
+    }
 }
 
 #[test]

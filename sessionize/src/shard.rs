@@ -1,0 +1,635 @@
+//! A shard: the visitors whose hash falls to it, with their open sessions, records and
+//! withdrawable keys. It builds every event-grain, session, user and user_daily row of its
+//! visitors; what their sessions add to content and campaigns leaves as a delta.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use dpl_core::{Event, Field, RowBatch, Schema, Table, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::config::SessionizeConfig;
+use crate::derive::{Derive, HashMap, HashSet, Key, MICROS_PER_DAY};
+use crate::emit::Emitter;
+use crate::error::Error;
+use crate::gate::{Item, Routed};
+use crate::rows::{UserDailyFacts, UserFacts};
+use crate::session::{UserBefore, build_session};
+use crate::state::{ContentTotals, Contribution, DayCounts, User, Windows, apply_user};
+
+/// The keys a visitor's open sessions were emitted under at the end of an earlier run, not
+/// yet emitted again.
+///
+/// The open sessions' events stay together (adding events never splits a session), and a
+/// visitor's sessions become final in time order, so once a final session reaches the latest
+/// of those events (`last_ts`, `last_id`), every one of them has been emitted again: the keys
+/// still here then no longer exist and are withdrawn.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Prior {
+    last_ts: i64,
+    last_id: Arc<str>,
+    /// `(table, key)` not emitted again yet; the table is one of sessions, pageviews,
+    /// videoviews.
+    keys: Vec<(u8, Key)>,
+}
+
+/// The tables whose keys can vanish, by their index in [`Prior::keys`].
+const WITHDRAWABLE: [Table; 3] = [Table::Sessions, Table::Pageviews, Table::Videoviews];
+
+fn table_code(t: Table) -> u8 {
+    match t {
+        Table::Sessions => 0,
+        Table::Pageviews => 1,
+        _ => 2,
+    }
+}
+
+/// A visitor as the event has it: `(apikey, visitor_site_id)` (hashing two shared strings
+/// is cheaper than the md5 of `apikey_visitor_id` for every event).
+type VisitorKey = (Arc<str>, Arc<str>);
+
+fn visitor_key(ev: &Event) -> VisitorKey {
+    let text = |f| match ev.get(f) {
+        Value::Text(s) => s.clone(),
+        _ => Arc::from(""),
+    };
+    (text(Field::Apikey), text(Field::VisitorSiteId))
+}
+
+/// A visitor's open (not yet final) events, sorted by `(ts_action, event_id)`.
+struct Visitor {
+    /// `apikey_visitor_id`, computed once.
+    avid: Key,
+    events: Vec<Event>,
+    /// Index of the last event of the first (earliest) open session.
+    first_end: usize,
+    /// When the first open session becomes final: its last `ts_action` + idle + lateness.
+    deadline: i64,
+}
+
+/// Keys of the run-end user tables touched in this run.
+#[derive(Default)]
+struct Touched {
+    users: HashSet<Key>,
+    days: HashSet<(Key, i32)>,
+    /// Touched days that fell out of retention during the run: their last counts.
+    evicted_days: HashMap<(Key, i32), DayCounts>,
+}
+
+impl Touched {
+    fn mark(&mut self, c: &Contribution) {
+        self.users.insert(c.avid.clone());
+        for &day in c.days.keys() {
+            self.days.insert((c.avid.clone(), day));
+        }
+    }
+}
+
+/// Counters of one shard's run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ShardStats {
+    pub late_sessions: u64,
+    pub withdrawn: u64,
+    pub user_daily_too_old: u64,
+    pub open_sessions: u64,
+}
+
+/// What a shard leaves at the run end: its part of the checkpoint and its counters.
+pub(crate) struct ShardEnd {
+    pub open: Vec<Event>,
+    pub priors: Vec<(Key, Prior)>,
+    pub users: HashMap<Key, User>,
+    pub stats: ShardStats,
+    pub rows: BTreeMap<Table, u64>,
+    /// Visitors known (with a record, or only in still-open sessions).
+    pub visitors: u64,
+    /// Estimated bytes of the open events and priors.
+    pub open_bytes: u64,
+}
+
+fn micros(d: jiff::SignedDuration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// One shard of the sessionizer. See the crate docs.
+pub(crate) struct Shard {
+    d: Derive,
+    idle: i64,
+    lateness: i64,
+    windows: Windows,
+    /// The watermark as the gate last reported it.
+    watermark: i64,
+    visitors: HashMap<VisitorKey, Visitor>,
+    /// `(deadline, visitor)` of every visitor with open events.
+    deadlines: BTreeSet<(i64, VisitorKey)>,
+    stragglers: Vec<Event>,
+    users: HashMap<Key, User>,
+    /// Keys of the open sessions of earlier runs, per visitor, not emitted again yet.
+    priors: HashMap<Key, Prior>,
+    /// Keys to withdraw at the end of the run (none of them emitted as a row in this run).
+    withdraw: BTreeSet<(Table, Key)>,
+    touched: Touched,
+    /// What this shard's sessions added to content and campaigns since the last take.
+    delta: ContentTotals,
+    /// Contributions of the sessions still open at the run end (user part).
+    open_contribs: Vec<Contribution>,
+    /// The priors of the visitors with open sessions at the run end.
+    end_priors: Vec<(Key, Prior)>,
+    em: Emitter,
+    stats: ShardStats,
+}
+
+impl Shard {
+    pub(crate) fn new(config: &SessionizeConfig, schema: Arc<Schema>) -> Result<Shard, Error> {
+        let d = Derive::new(config, schema)?;
+        let em = Emitter::new(|t| d.width(t), config.batch_rows);
+        Ok(Shard {
+            idle: micros(config.idle_timeout),
+            lateness: micros(config.allowed_lateness),
+            windows: Windows {
+                retention_days: config.daily_retention_days,
+                rolling_micros: config.rolling_window_days.saturating_mul(MICROS_PER_DAY),
+            },
+            d,
+            watermark: i64::MIN,
+            visitors: HashMap::default(),
+            deadlines: BTreeSet::new(),
+            stragglers: Vec::new(),
+            users: HashMap::default(),
+            priors: HashMap::default(),
+            withdraw: BTreeSet::new(),
+            touched: Touched::default(),
+            delta: ContentTotals::default(),
+            open_contribs: Vec::new(),
+            end_priors: Vec::new(),
+            em,
+            stats: ShardStats::default(),
+        })
+    }
+
+    /// Restores a visitor record of the checkpoint.
+    pub(crate) fn load_user(&mut self, avid: Key, user: User) {
+        self.users.insert(avid, user);
+    }
+
+    /// Restores a visitor's prior keys of the checkpoint.
+    pub(crate) fn load_prior(&mut self, avid: Key, prior: Prior) {
+        self.priors.insert(avid, prior);
+    }
+
+    /// Restores an open event of the checkpoint; returns its visitor's `apikey_visitor_id`.
+    pub(crate) fn load_open(&mut self, ev: Event) -> Key {
+        self.insert_open(ev)
+    }
+
+    pub(crate) fn set_watermark(&mut self, watermark: i64) {
+        self.watermark = watermark;
+    }
+
+    /// Processes one routed batch: error and bot rows at once, on-time events into their
+    /// visitor's open sessions (emitting those the watermark makes final), stragglers kept
+    /// for the run end.
+    pub(crate) fn process(&mut self, r: Routed, out: &mut dyn FnMut(RowBatch)) {
+        for e in &r.errors {
+            let d = &self.d;
+            self.em.row(Table::Errors, out, |buf| d.push_error(e, buf));
+        }
+        for item in r.items {
+            match item {
+                Item::Bot(ev) => {
+                    let d = &self.d;
+                    self.em
+                        .row(Table::BotTraffic, out, |buf| d.push_bot(&ev, buf));
+                }
+                Item::Straggler(ev) => self.stragglers.push(ev),
+                Item::OnTime(ev, watermark) => {
+                    self.watermark = watermark;
+                    self.insert_open(ev);
+                    self.finalize_ready(out);
+                }
+            }
+        }
+        if r.watermark != self.watermark {
+            self.watermark = r.watermark;
+            self.finalize_ready(out);
+        }
+    }
+
+    /// What this shard's sessions added to content and campaigns since the last call.
+    pub(crate) fn take_delta(&mut self) -> ContentTotals {
+        std::mem::take(&mut self.delta)
+    }
+
+    /// Inserts an on-time event among its visitor's open events and updates the deadline.
+    fn insert_open(&mut self, ev: Event) -> Key {
+        let vk = visitor_key(&ev);
+        let v = self.visitors.entry(vk.clone()).or_insert_with(|| Visitor {
+            avid: Derive::apikey_visitor_id(&ev),
+            events: Vec::new(),
+            first_end: 0,
+            deadline: 0,
+        });
+        let pos = v.events.partition_point(|e| e.time_key() <= ev.time_key());
+        v.events.insert(pos, ev);
+        let was_empty = v.events.len() == 1;
+        if was_empty {
+            v.first_end = 0;
+        } else if pos <= v.first_end + 1 {
+            // Events before `pos` keep their gaps; rescan from the one before it (or from the
+            // start when the event went first).
+            v.first_end = first_cluster_end(&v.events, pos.saturating_sub(1), self.idle);
+        }
+        let deadline = v
+            .events
+            .get(v.first_end)
+            .map_or(i64::MAX, |e| e.ts_action())
+            .saturating_add(self.idle)
+            .saturating_add(self.lateness);
+        let avid = v.avid.clone();
+        if was_empty || deadline != v.deadline {
+            if !was_empty {
+                self.deadlines.remove(&(v.deadline, vk.clone()));
+            }
+            v.deadline = deadline;
+            self.deadlines.insert((deadline, vk));
+        }
+        avid
+    }
+
+    /// Finalizes every open session whose deadline the watermark has passed.
+    fn finalize_ready(&mut self, out: &mut dyn FnMut(RowBatch)) {
+        while let Some((deadline, _)) = self.deadlines.first() {
+            if *deadline >= self.watermark {
+                break;
+            }
+            let Some((_, vk)) = self.deadlines.pop_first() else {
+                break;
+            };
+            let Some(v) = self.visitors.get_mut(&vk) else {
+                continue;
+            };
+            let avid = v.avid.clone();
+            let end = v.first_end.min(v.events.len().saturating_sub(1));
+            let session: Vec<Event> = v.events.drain(..=end).collect();
+            if v.events.is_empty() {
+                self.visitors.remove(&vk);
+            } else {
+                v.first_end = first_cluster_end(&v.events, 0, self.idle);
+                v.deadline = v
+                    .events
+                    .get(v.first_end)
+                    .map_or(i64::MAX, |e| e.ts_action())
+                    .saturating_add(self.idle)
+                    .saturating_add(self.lateness);
+                self.deadlines.insert((v.deadline, vk));
+            }
+            self.finalize_session(&avid, &session, out);
+        }
+    }
+
+    fn user_before(&self, user: Option<&User>, start: i64) -> UserBefore {
+        match user {
+            Some(u) => UserBefore {
+                number: u.on_time_sessions + 1,
+                is_new: u.on_time_sessions == 0,
+                // Late sessions of earlier runs may hold pageviews after `start`; they are
+                // recent, so within the kept pageview times.
+                pageviews_before: u
+                    .pageviews
+                    .saturating_sub(u.pageviews_between(start, i64::MAX)),
+                rolling_pageviews_before: u
+                    .pageviews_between(start.saturating_sub(self.windows.rolling_micros), start),
+            },
+            None => UserBefore {
+                number: 1,
+                is_new: true,
+                pageviews_before: 0,
+                rolling_pageviews_before: 0,
+            },
+        }
+    }
+
+    fn finalize_session(&mut self, avid: &Key, events: &[Event], out: &mut dyn FnMut(RowBatch)) {
+        let Some(start) = events.first().map(Event::ts_action) else {
+            return;
+        };
+        let before = self.user_before(self.users.get(avid), start);
+        let c = build_session(&self.d, avid, events, Some(before), &mut self.em, out);
+        self.emitted(avid);
+        if let Some(p) = self.priors.get(avid)
+            && events
+                .last()
+                .is_some_and(|e| e.time_key() >= (p.last_ts, &*p.last_id))
+        {
+            self.resolve(avid);
+        }
+        if let Some(c) = c {
+            self.fold(c);
+        }
+    }
+
+    /// Accounts for the withdrawable keys of the session just built for `avid`: they are
+    /// emitted again, so neither withdrawn by this run nor pending in the visitor's prior.
+    fn emitted(&mut self, avid: &Key) {
+        emitted(
+            &mut self.priors,
+            &mut self.withdraw,
+            &mut self.em.keys,
+            avid,
+        );
+    }
+
+    /// Every event of the visitor's earlier open sessions has been emitted again: the keys
+    /// not emitted again no longer exist.
+    fn resolve(&mut self, avid: &Key) {
+        if let Some(p) = self.priors.remove(avid) {
+            for (code, key) in p.keys {
+                if let Some(&table) = WITHDRAWABLE.get(usize::from(code)) {
+                    self.withdraw.insert((table, key));
+                }
+            }
+        }
+    }
+
+    /// Folds a final session's contribution into the visitor record; its content part goes
+    /// to the delta.
+    fn fold(&mut self, mut c: Contribution) {
+        self.touched.mark(&c);
+        self.delta.take_from(&mut c);
+        let w = self.windows;
+        let user = self
+            .users
+            .entry(c.avid.clone())
+            .or_insert_with(|| User::new(&c));
+        let applied = apply_user(user, &c, w);
+        self.stats.user_daily_too_old += applied.too_old;
+        for day in applied.evicted {
+            let k = (c.avid.clone(), day.day);
+            if self.touched.days.contains(&k) {
+                self.touched.evicted_days.insert(k, day);
+            }
+        }
+    }
+
+    /// Run end, first step: emits the still-open sessions as they stand (each seeing the
+    /// visitor's earlier open ones) and keeps them; returns their content part (an overlay:
+    /// shown in this run's rows, never saved). Flushes every row buffer, so every on-time
+    /// row is out before any late one. Take the delta of the last batch first.
+    pub(crate) fn finish_open(&mut self, out: &mut dyn FnMut(RowBatch)) -> ContentTotals {
+        let mut overlay = ContentTotals::default();
+        let mut open_keys: Vec<(Key, VisitorKey)> = self
+            .visitors
+            .iter()
+            .map(|(vk, v)| (v.avid.clone(), vk.clone()))
+            .collect();
+        open_keys.sort();
+        for (avid, vk) in &open_keys {
+            let Some(v) = self.visitors.get(vk) else {
+                continue;
+            };
+            let mut user = self.users.get(avid).cloned();
+            let mut prior = Prior::default();
+            if let Some(last) = v.events.last() {
+                prior.last_ts = last.ts_action();
+                prior.last_id = match last.get(Field::EventId) {
+                    Value::Text(id) => id.clone(),
+                    _ => Arc::from(last.event_id()),
+                };
+            }
+            for session in clusters(&v.events, self.idle) {
+                let Some(start) = session.first().map(Event::ts_action) else {
+                    continue;
+                };
+                let before = self.user_before(user.as_ref(), start);
+                self.stats.open_sessions += 1;
+                let c = build_session(&self.d, avid, session, Some(before), &mut self.em, out);
+                prior.keys.extend(
+                    self.em
+                        .keys
+                        .iter()
+                        .map(|(t, k)| (table_code(*t), k.clone())),
+                );
+                emitted(
+                    &mut self.priors,
+                    &mut self.withdraw,
+                    &mut self.em.keys,
+                    avid,
+                );
+                if let Some(mut c) = c {
+                    match user.as_mut() {
+                        Some(u) => {
+                            apply_user(u, &c, self.windows);
+                        }
+                        None => user = Some(User::from_contribution(&c, self.windows)),
+                    }
+                    overlay.take_from(&mut c);
+                    self.open_contribs.push(c);
+                }
+            }
+            // Every event of the earlier open sessions was just emitted again.
+            self.resolve(avid);
+            self.end_priors.push((avid.clone(), prior));
+        }
+        // A visitor whose earlier open events all became final resolved then; none is left.
+        let left: Vec<Key> = self.priors.keys().cloned().collect();
+        for avid in &left {
+            self.resolve(avid);
+        }
+        self.em.flush(out);
+        overlay
+    }
+
+    /// Run end, second step: sessionizes the stragglers into late sessions (folded into the
+    /// records), emits the withdrawals, then the users and user_daily rows of every visitor
+    /// touched in the run (records plus open sessions), and flushes. Returns what the late
+    /// sessions add to content and campaigns.
+    pub(crate) fn finish_late(&mut self, out: &mut dyn FnMut(RowBatch)) -> ContentTotals {
+        let mut late: BTreeMap<Key, Vec<Event>> = BTreeMap::new();
+        for ev in std::mem::take(&mut self.stragglers) {
+            late.entry(Derive::apikey_visitor_id(&ev))
+                .or_default()
+                .push(ev);
+        }
+        for (avid, events) in late.iter_mut() {
+            events.sort_by(|a, b| a.time_key().cmp(&b.time_key()));
+            let sessions: Vec<&[Event]> = clusters(events, self.idle).collect();
+            for session in sessions {
+                self.stats.late_sessions += 1;
+                let c = build_session(&self.d, avid, session, None, &mut self.em, out);
+                self.emitted(avid);
+                if let Some(c) = c {
+                    self.fold(c);
+                }
+            }
+        }
+
+        // Withdrawals: keys of earlier open sessions that no row of this run repeats.
+        let batch_rows = self.d.config.batch_rows.max(1);
+        for table in WITHDRAWABLE {
+            let keys: Vec<&Key> = self
+                .withdraw
+                .iter()
+                .filter(|(t, _)| *t == table)
+                .map(|(_, k)| k)
+                .collect();
+            for chunk in keys.chunks(batch_rows) {
+                let mut batch = RowBatch::withdrawals(table);
+                batch
+                    .values
+                    .extend(chunk.iter().map(|k| Value::Text(Key::clone(k))));
+                self.stats.withdrawn += batch.len() as u64;
+                out(batch);
+            }
+        }
+
+        // The run-end view of the visitors: saved records plus open sessions (never saved).
+        let mut overlay: HashMap<Key, User> = HashMap::default();
+        for c in std::mem::take(&mut self.open_contribs) {
+            self.touched.mark(&c);
+            let user = overlay.entry(c.avid.clone()).or_insert_with(|| {
+                self.users
+                    .get(&c.avid)
+                    .cloned()
+                    .unwrap_or_else(|| User::new(&c))
+            });
+            apply_user(user, &c, self.windows);
+        }
+        self.emit_users(&overlay, out);
+        self.em.flush(out);
+        self.take_delta()
+    }
+
+    fn emit_users(&mut self, overlay: &HashMap<Key, User>, out: &mut dyn FnMut(RowBatch)) {
+        let d = &self.d;
+        let em = &mut self.em;
+        let base = &self.users;
+        let mut users: Vec<&Key> = self.touched.users.iter().collect();
+        users.sort();
+        for avid in users {
+            let Some(u) = overlay.get(avid).or_else(|| base.get(avid)) else {
+                continue;
+            };
+            let last_day = d.local_day(u.last_seen);
+            let facts = UserFacts {
+                apikey_visitor_id: avid,
+                apikey: &u.apikey,
+                visitor_site_id: &u.visitor_site_id,
+                first_seen_ts: u.first_seen,
+                last_seen_ts: u.last_seen,
+                pageviews: u.pageviews,
+                engaged_time: u.engaged_time,
+                videoviews: u.videoviews,
+                video_engaged_time: u.video_engaged_time,
+                sessions: u.sessions,
+                custom_events: u.custom_events,
+                rolling_pageviews: u.pageviews_of_days(last_day, d.config.rolling_window_days),
+                last_extra: u.last_extra.clone(),
+            };
+            em.row(Table::Users, out, |buf| d.push_user(&facts, buf));
+        }
+        let mut days: Vec<&(Key, i32)> = self.touched.days.iter().collect();
+        days.sort();
+        for key in days {
+            let (avid, day) = key;
+            let counts = overlay
+                .get(avid)
+                .or_else(|| base.get(avid))
+                .and_then(|u| u.days.iter().find(|c| c.day == *day))
+                .or_else(|| self.touched.evicted_days.get(key));
+            let Some(c) = counts else { continue };
+            let facts = UserDailyFacts {
+                apikey_visitor_id: avid,
+                date: *day,
+                pageviews: c.pageviews,
+                videoviews: c.videoviews,
+                engaged_time: c.engaged_time,
+                video_engaged_time: c.video_engaged_time,
+                sessions: c.sessions,
+            };
+            em.row(Table::UserDaily, out, |buf| d.push_user_daily(&facts, buf));
+        }
+    }
+
+    /// This shard's part of the state for the next run, and its counters.
+    pub(crate) fn into_end(self) -> ShardEnd {
+        let visitors = (self.users.len()
+            + self
+                .visitors
+                .values()
+                .filter(|v| !self.users.contains_key(&v.avid))
+                .count()) as u64;
+        let open_bytes = self
+            .visitors
+            .values()
+            .flat_map(|v| v.events.iter())
+            .map(event_bytes)
+            .sum::<usize>()
+            + self.visitors.len() * (std::mem::size_of::<Visitor>() + 32 + 16 + 48)
+            + self
+                .end_priors
+                .iter()
+                .map(|(_, p)| 64 + p.keys.iter().map(|(_, k)| k.len() + 24).sum::<usize>())
+                .sum::<usize>();
+        ShardEnd {
+            open: self.visitors.into_values().flat_map(|v| v.events).collect(),
+            priors: self.end_priors,
+            users: self.users,
+            stats: self.stats,
+            rows: self.em.rows,
+            visitors,
+            open_bytes: open_bytes as u64,
+        }
+    }
+}
+
+/// See [`Shard::emitted`] (a function of the fields it needs, for disjoint borrows).
+fn emitted(
+    priors: &mut HashMap<Key, Prior>,
+    withdraw: &mut BTreeSet<(Table, Key)>,
+    keys: &mut Vec<(Table, Key)>,
+    avid: &Key,
+) {
+    let mut prior = priors.get_mut(avid);
+    if prior.is_none() && withdraw.is_empty() {
+        keys.clear();
+        return;
+    }
+    for (table, key) in keys.drain(..) {
+        if let Some(p) = prior.as_deref_mut() {
+            let code = table_code(table);
+            p.keys.retain(|(t, k)| !(*t == code && *k == key));
+        }
+        if !withdraw.is_empty() {
+            withdraw.remove(&(table, key));
+        }
+    }
+}
+
+/// Approximate bytes of an event held in memory.
+pub(crate) fn event_bytes(ev: &Event) -> usize {
+    std::mem::size_of::<Event>()
+        + ev.values.len() * std::mem::size_of::<Value>()
+        + ev.values
+            .iter()
+            .map(crate::state::value_bytes)
+            .sum::<usize>()
+        + crate::state::value_bytes(&ev.extra)
+}
+
+/// Index of the last event of the cluster containing `from` (events sorted; a gap longer
+/// than `idle` ends a cluster).
+fn first_cluster_end(events: &[Event], from: usize, idle: i64) -> usize {
+    let mut j = from;
+    while let (Some(a), Some(b)) = (events.get(j), events.get(j + 1)) {
+        if b.ts_action().saturating_sub(a.ts_action()) > idle {
+            break;
+        }
+        j += 1;
+    }
+    j.min(events.len().saturating_sub(1))
+}
+
+/// Splits sorted events into sessions by the gap rule.
+fn clusters(events: &[Event], idle: i64) -> impl Iterator<Item = &[Event]> {
+    events.chunk_by(move |a, b| b.ts_action().saturating_sub(a.ts_action()) <= idle)
+}
