@@ -2,6 +2,9 @@
 //! alone on one core, then runs the whole pipeline as a user would (`dpl run`, null sink on
 //! one core and on every core, then the files sink) and prints one table of figures.
 //!
+//! Then, when a PostgreSQL server answers at `--pg-url`, the PostgreSQL sink against a raw
+//! `COPY ... FROM STDIN` by psql of the same CSV (see [`pg_section`]).
+//!
 //! Ratios are what to read: the machine may be shared and noisy, but the figures of one bench
 //! run are taken back to back on the same data.
 
@@ -12,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use dpl_core::{DayRange, RawObject, Schema, Source};
+use dpl_core::{DayRange, RawObject, RowBatch, Schema, Source, Table};
 
 /// What `dpl run --summary-json` writes: the figures a benchmark needs.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -43,6 +46,8 @@ pub struct BenchOptions {
     pub days: u32,
     pub seed: u64,
     pub dir: PathBuf,
+    /// PostgreSQL for the sink-versus-psql figures; skipped when no server answers.
+    pub pg_url: String,
 }
 
 pub async fn bench(opts: BenchOptions) -> anyhow::Result<()> {
@@ -90,9 +95,13 @@ pub async fn bench(opts: BenchOptions) -> anyhow::Result<()> {
         move || bare_loop(&objects)
     })
     .await??;
+    // Probed first: the sessionizer's rows are kept for the PostgreSQL figures only when
+    // there is a server to load them into.
+    let pg = pg_probe(&opts.pg_url).await;
     let stages = tokio::task::spawn_blocking({
         let objects = objects.clone();
-        move || stages_alone(&objects)
+        let keep = pg.is_ok();
+        move || stages_alone(&objects, keep)
     })
     .await??;
     drop(objects);
@@ -177,6 +186,11 @@ pub async fn bench(opts: BenchOptions) -> anyhow::Result<()> {
         "  cores available: {}",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    println!();
+    match pg {
+        Ok(()) => pg_section(&opts.pg_url, &opts.dir, stages.rows).await?,
+        Err(why) => println!("PostgreSQL figures skipped: {why}"),
+    }
     Ok(())
 }
 
@@ -217,10 +231,13 @@ struct StageTimes {
     events: u64,
     decode: Duration,
     sessionize: Duration,
+    /// The sessionizer's output, when asked to keep it.
+    rows: Vec<RowBatch>,
 }
 
-/// Decoder and sessionizer alone, on one thread, timed separately.
-fn stages_alone(objects: &[RawObject]) -> anyhow::Result<StageTimes> {
+/// Decoder and sessionizer alone, on one thread, timed separately. With `keep`, the row
+/// batches are kept (moved into a vector) instead of dropped.
+fn stages_alone(objects: &[RawObject], keep: bool) -> anyhow::Result<StageTimes> {
     let decoder = dpl_decode::Decoder::new(dpl_decode::DecodeConfig::default())?;
     let schema = Arc::new(Schema::default());
     let mut sessionizer = dpl_sessionize::Sessionizer::new(
@@ -232,9 +249,14 @@ fn stages_alone(objects: &[RawObject]) -> anyhow::Result<StageTimes> {
         events: 0,
         decode: Duration::ZERO,
         sessionize: Duration::ZERO,
+        rows: Vec::new(),
     };
-    let mut rows = 0u64;
-    let mut out = |b: dpl_core::RowBatch| rows += b.len() as u64;
+    let mut kept = Vec::new();
+    let mut out = |b: RowBatch| {
+        if keep {
+            kept.push(b);
+        }
+    };
     let mut batches = Vec::new();
     for o in objects {
         let t = Instant::now();
@@ -250,6 +272,7 @@ fn stages_alone(objects: &[RawObject]) -> anyhow::Result<StageTimes> {
     let t = Instant::now();
     let _ = sessionizer.finish("bench", &mut out);
     times.sessionize += t.elapsed();
+    times.rows = kept;
     Ok(times)
 }
 
@@ -311,4 +334,268 @@ fn run_child(
     }
     let text = std::fs::read_to_string(&figures)?;
     Ok(serde_json::from_str(&text)?)
+}
+
+/// `PGCONNECT_TIMEOUT` for every psql the bench starts, in seconds.
+const PSQL_CONNECT_TIMEOUT: &str = "5";
+
+/// A psql on `url` that stops at the first error and reads no `~/.psqlrc`.
+fn psql(url: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("psql");
+    c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url])
+        .env("PGCONNECT_TIMEOUT", PSQL_CONNECT_TIMEOUT)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// Runs `cmd`; its first line of stderr is the error when it fails.
+async fn psql_status(mut cmd: tokio::process::Command, what: &str) -> anyhow::Result<()> {
+    let out = cmd
+        .output()
+        .await
+        .with_context(|| format!("{what}: running psql"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    bail!(
+        "{what}: psql failed ({}): {}",
+        out.status,
+        err.lines().next().unwrap_or("").trim()
+    )
+}
+
+/// `Ok` when psql can run a query on `url`; otherwise why the PostgreSQL figures are skipped.
+async fn pg_probe(url: &str) -> Result<(), String> {
+    let mut cmd = psql(url);
+    cmd.args(["-c", "SELECT 1"]);
+    match psql_status(cmd, "probe").await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(format!(
+            "no PostgreSQL at {} ({e:#})",
+            dpl_sink::redact_url(url)
+        )),
+    }
+}
+
+/// Runs `sql` (a script of `;`-terminated statements) on `url`.
+async fn psql_exec(url: &str, sql: &str, what: &str) -> anyhow::Result<()> {
+    let mut cmd = psql(url);
+    cmd.args(["-c", sql]);
+    psql_status(cmd, what).await
+}
+
+/// Drops the bench's schemas (best effort, errors printed).
+async fn drop_schemas(url: &str, schemas: &[&str]) {
+    for s in schemas {
+        let stmt = format!("DROP SCHEMA IF EXISTS {} CASCADE", dpl_sink::quote_ident(s));
+        if let Err(e) = psql_exec(url, &stmt, "drop schema").await {
+            eprintln!("warning: {e:#}");
+        }
+    }
+}
+
+/// The PostgreSQL figures: the whole load by the postgres sink (begin, every batch, commit)
+/// against psql's `COPY ... FROM STDIN` of the same rows, encoded by the sink's own encoder,
+/// into tables of the same DDL. Each load goes into a fresh schema; both are dropped after.
+async fn pg_section(url: &str, dir: &Path, rows: Vec<RowBatch>) -> anyhow::Result<()> {
+    let tag = format!(
+        "{}_{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_second()
+    );
+    let sink_schema = format!("dpl_bench_sink_{tag}");
+    let psql_schema = format!("dpl_bench_psql_{tag}");
+    let work = dir.join(format!("pg-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = pg_loads(url, &work, &sink_schema, &psql_schema, rows).await;
+    drop_schemas(url, &[&sink_schema, &psql_schema]).await;
+    let _ = std::fs::remove_dir_all(&work);
+    let Some(figures) = result? else {
+        return Ok(());
+    };
+    figures.print();
+    Ok(())
+}
+
+/// What [`pg_loads`] measured.
+struct PgFigures {
+    url: String,
+    rows: u64,
+    csv_bytes: u64,
+    tables: usize,
+    batches: usize,
+    open: Duration,
+    staging: Duration,
+    commit: Duration,
+    psql: Duration,
+}
+
+impl PgFigures {
+    fn print(&self) {
+        let sink = self.staging + self.commit;
+        let rate = |t: Duration| self.rows as f64 / t.as_secs_f64().max(1e-9);
+        let mb = |t: Duration| self.csv_bytes as f64 / 1e6 / t.as_secs_f64().max(1e-9);
+        println!(
+            "PostgreSQL at {}: {} rows in {} tables ({} batches), {:.1} MB of CSV",
+            self.url,
+            self.rows,
+            self.tables,
+            self.batches,
+            self.csv_bytes as f64 / 1e6
+        );
+        println!();
+        println!(
+            "  {:<44} {:>12} {:>10} {:>8}",
+            "load into empty tables", "rows/s", "MB/s", "seconds"
+        );
+        let row = |name: &str, t: Duration| {
+            println!(
+                "  {name:<44} {:>12.0} {:>10.1} {:>8.2}",
+                rate(t),
+                mb(t),
+                t.as_secs_f64()
+            );
+        };
+        row("postgres sink: begin, write all, commit", sink);
+        row("psql COPY FROM STDIN, one psql per table", self.psql);
+        println!(
+            "  sink time: staging COPY {:.2} s, merge + ledger + commit {:.2} s; open (DDL, \
+             not counted) {:.2} s",
+            self.staging.as_secs_f64(),
+            self.commit.as_secs_f64(),
+            self.open.as_secs_f64()
+        );
+        println!();
+        println!(
+            "  postgres sink / psql COPY          {:.2}  (target >= 0.5)",
+            self.psql.as_secs_f64() / sink.as_secs_f64().max(1e-9)
+        );
+    }
+}
+
+/// Encodes the CSV files, then times the sink's load and psql's. `None` (after printing
+/// why) when the sink cannot connect.
+async fn pg_loads(
+    url: &str,
+    work: &Path,
+    sink_schema: &str,
+    psql_schema: &str,
+    rows: Vec<RowBatch>,
+) -> anyhow::Result<Option<PgFigures>> {
+    let schema = Arc::new(Schema::default());
+
+    // The CSV files, untimed: every row batch (withdrawals aside; the bench has none to
+    // apply to empty tables) through the sink's own encoder, one file per table.
+    let mut csv: Vec<(Table, PathBuf, u64)> = Vec::new();
+    let mut encoder = dpl_sink::CsvEncoder::new(dpl_sink::Dialect::Postgres);
+    let mut n_rows = 0u64;
+    for t in Table::ALL {
+        let mut buf = Vec::new();
+        let mut n = 0u64;
+        for b in rows.iter().filter(|b| b.table == t && !b.withdraw) {
+            n += encoder.encode_batch(schema.columns(t), b, &mut buf)? as u64;
+        }
+        if n == 0 {
+            continue;
+        }
+        let path = work.join(format!("{}.csv", t.name()));
+        std::fs::write(&path, &buf).with_context(|| format!("writing {}", path.display()))?;
+        csv.push((t, path, buf.len() as u64));
+        n_rows += n;
+    }
+    let csv_bytes = csv.iter().map(|c| c.2).sum();
+    let batches = rows.len();
+
+    // (a) The sink, as a run uses it. Open creates the schema and tables (not counted).
+    let config = dpl_sink::SinkConfig {
+        kind: dpl_sink::SinkKind::Postgres,
+        pg_url: Some(url.to_owned()),
+        schema: sink_schema.to_owned(),
+        ..dpl_sink::SinkConfig::default()
+    };
+    psql_exec(url, "CHECKPOINT", "checkpoint").await?;
+    let t = Instant::now();
+    let mut sink = match dpl_sink::Sink::open(&config, schema.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            println!("PostgreSQL figures skipped: the postgres sink cannot open: {e}");
+            return Ok(None);
+        }
+    };
+    let open = t.elapsed();
+    let t = Instant::now();
+    sink.begin("bench").await?;
+    for b in rows {
+        sink.write(b).await?;
+    }
+    let staging = t.elapsed();
+    let t = Instant::now();
+    let now = jiff::Timestamp::now();
+    let stats = sink
+        .commit(&dpl_sink::RunRecord {
+            run_id: "bench".to_owned(),
+            started_at: now,
+            finished_at: now,
+            objects: Vec::new(),
+            summary_json: "{}".to_owned(),
+        })
+        .await?;
+    let commit = t.elapsed();
+    drop(sink);
+    let loaded: u64 = stats.rows.values().sum();
+    let dups: u64 = stats.duplicate_keys.values().sum();
+    let nulls: u64 = stats.null_keys.values().sum();
+    if loaded + dups + nulls != n_rows {
+        bail!(
+            "the postgres sink loaded {loaded} rows ({dups} duplicate keys, {nulls} null \
+             keys) of {n_rows}"
+        );
+    }
+
+    // (b) psql, the same CSV, into empty tables of the same DDL.
+    let ddl = dpl_sink::ddl(dpl_sink::Dialect::Postgres, psql_schema, &schema)?;
+    psql_exec(url, &ddl, "create the psql schema").await?;
+    psql_exec(url, "CHECKPOINT", "checkpoint").await?;
+    let mut psql_time = Duration::ZERO;
+    for (t, path, _) in &csv {
+        // The sink's COPY options (postgres.rs): column list, FORMAT csv, NULL '\N'.
+        let stmt = format!(
+            "COPY {}.{} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
+            dpl_sink::quote_ident(psql_schema),
+            dpl_sink::quote_ident(t.name()),
+            column_names(schema.columns(*t))
+        );
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut cmd = psql(url);
+        cmd.args(["-c", &stmt]).stdin(file);
+        let start = Instant::now();
+        psql_status(cmd, &format!("psql COPY into {}", t.name())).await?;
+        psql_time += start.elapsed();
+    }
+
+    Ok(Some(PgFigures {
+        url: dpl_sink::redact_url(url),
+        rows: n_rows,
+        csv_bytes,
+        tables: csv.len(),
+        batches,
+        open,
+        staging,
+        commit,
+        psql: psql_time,
+    }))
+}
+
+/// Comma-separated quoted column names.
+fn column_names(columns: &[dpl_core::Column]) -> String {
+    columns
+        .iter()
+        .map(|c| dpl_sink::quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -84,6 +84,14 @@ struct BenchArgs {
     /// Where generated data and scratch output go.
     #[arg(long, value_name = "DIR", default_value = "dpl-bench")]
     dir: PathBuf,
+    /// PostgreSQL for the sink-versus-psql figures (fresh schemas, dropped after); skipped
+    /// when no server answers.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    pg_url: String,
 }
 
 #[derive(Args, Debug, Default)]
@@ -159,6 +167,10 @@ struct GenArgs {
     /// Objects per day (each covers an equal slice of the day's deliveries).
     #[arg(long, default_value_t = 24)]
     objects_per_day: u32,
+    /// Visitors the sessions are drawn from (default: events / 20). Keep it fixed to compare
+    /// runs of different lengths with the same visitor activity.
+    #[arg(long)]
+    visitors: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -265,6 +277,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 days: args.days,
                 seed: args.seed,
                 dir: args.dir,
+                pg_url: args.pg_url,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -273,6 +286,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let start = parse_date(&args.start_date, "--start-date")?;
             let mut cfg = dpl_gen::GenConfig::new(args.events, start, args.days, args.seed);
             cfg.objects_per_day = args.objects_per_day;
+            cfg.visitors = args.visitors;
             let summary = dpl_gen::generate_to_dir(&cfg, &args.out)
                 .with_context(|| format!("generating into {}", args.out.display()))?;
             println!(
