@@ -17,7 +17,7 @@ pub struct DecodeConfig {
     /// When non-empty, only these custom actions are kept; others are counted in
     /// `DecodeStats::unlisted_custom` and dropped (default empty: keep all).
     pub custom_actions: Vec<String>,
-    /// Rows (events plus error rows) per `DecodedBatch`, at least 1 (default 4096).
+    /// Rows (events plus error rows) per `DecodedBatch`, at least 1 (default 1024: batches of a few MB, so the channels between stages hold little).
     pub batch_events: usize,
     /// What happens to `visitor_ip` and `user_agent` (default: kept); see
     /// [`PrivacyConfig`].
@@ -33,7 +33,7 @@ fn default_bot_ua_browsers() -> Vec<String> {
 }
 
 fn default_batch_events() -> usize {
-    4096
+    1024
 }
 
 impl Default for DecodeConfig {

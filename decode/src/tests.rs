@@ -923,7 +923,7 @@ fn config_defaults_and_deserialize() {
     assert_eq!(c.extra_data_key, "user_type");
     assert_eq!(c.bot_ua_browsers, ["Googlebot"]);
     assert!(c.bot_user_agent_patterns.is_empty() && c.custom_actions.is_empty());
-    assert_eq!(c.batch_events, 4096);
+    assert_eq!(c.batch_events, 1024);
     // Missing keys take the defaults.
     let c: DecodeConfig =
         toml::from_str("batch_events = 10\ncustom_actions = [\"share\"]").unwrap();

@@ -124,7 +124,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             decode_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             sessionize_shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            channel_batches: 16,
+            channel_batches: 4,
         }
     }
 }

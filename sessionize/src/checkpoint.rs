@@ -46,6 +46,27 @@ struct Stored {
     totals: Totals,
 }
 
+/// [`Stored`] by reference, for writing: the same encoding without copying the state.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    settings: &'a Settings,
+    watermark: i64,
+    dedupe_max: i64,
+    dedupe: &'a [(Arc<str>, i64)],
+    open: OpenEvents<'a>,
+    priors: &'a [(Key, Prior)],
+    totals: &'a Totals,
+}
+
+/// The open events, encoded one at a time as [`StoredEvent`]s.
+struct OpenEvents<'a>(&'a [Event]);
+
+impl Serialize for OpenEvents<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(StoredEvent::from_event))
+    }
+}
+
 /// The sessionizer state at the end of a run, with the id of the run that produced it.
 pub struct Checkpoint {
     run_id: String,
@@ -96,49 +117,57 @@ impl Checkpoint {
     /// The encoded bytes (tests compare states with it).
     #[cfg(test)]
     pub(crate) fn state_summary(&self) -> Vec<u8> {
-        self.encode().unwrap_or_default()
+        match self.encode_payload() {
+            Ok(payload) => {
+                let mut out = self.header(&payload);
+                out.extend_from_slice(&payload);
+                out
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
-    /// The encoded file bytes.
-    fn encode(&self) -> Result<Vec<u8>, String> {
-        let stored = Stored {
-            settings: self.state.settings.clone(),
-            watermark: self.state.watermark,
-            dedupe_max: self.state.dedupe_max,
-            dedupe: self.state.dedupe.clone(),
-            open: self
-                .state
-                .open
-                .iter()
-                .map(StoredEvent::from_event)
-                .collect(),
-            priors: self.state.priors.clone(),
-            totals: self.state.totals.clone(),
+    /// The payload, serialized straight from the state (no copy of it is built).
+    fn encode_payload(&self) -> Result<Vec<u8>, String> {
+        let s = &self.state;
+        let stored = StoredRef {
+            settings: &s.settings,
+            watermark: s.watermark,
+            dedupe_max: s.dedupe_max,
+            dedupe: &s.dedupe,
+            open: OpenEvents(&s.open),
+            priors: &s.priors,
+            totals: &s.totals,
         };
-        let payload = postcard::to_stdvec(&stored).map_err(|e| e.to_string())?;
+        postcard::to_stdvec(&stored).map_err(|e| e.to_string())
+    }
+
+    /// The header for `payload`: magic, version, run id, length and CRC.
+    fn header(&self, payload: &[u8]) -> Vec<u8> {
         let run = self.run_id.as_bytes();
-        let mut out = Vec::with_capacity(payload.len() + run.len() + 32);
+        let mut out = Vec::with_capacity(run.len() + 32);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&u32::try_from(run.len()).unwrap_or(u32::MAX).to_le_bytes());
         out.extend_from_slice(run);
         out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-        Ok(out)
+        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out
     }
 
     /// Atomic: writes `path.tmp`, fsyncs it, renames it to `path`, fsyncs the directory.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let bytes = self
-            .encode()
+        let payload = self
+            .encode_payload()
             .map_err(|m| ck_err(path, format!("cannot encode the state: {m}")))?;
         let mut tmp = PathBuf::from(path);
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(".tmp");
         tmp.set_file_name(name);
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(&self.header(&payload))
+            .and_then(|()| f.write_all(&payload))
+            .map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;

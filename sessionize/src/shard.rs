@@ -72,8 +72,6 @@ struct Visitor {
 struct Touched {
     users: HashSet<Key>,
     days: HashSet<(Key, i32)>,
-    /// Touched days that fell out of retention during the run: their last counts.
-    evicted_days: HashMap<(Key, i32), DayCounts>,
 }
 
 impl Touched {
@@ -324,7 +322,7 @@ impl Shard {
             self.resolve(avid);
         }
         if let Some(c) = c {
-            self.fold(c);
+            self.fold(c, out);
         }
     }
 
@@ -352,8 +350,10 @@ impl Shard {
     }
 
     /// Folds a final session's contribution into the visitor record; its content part goes
-    /// to the delta.
-    fn fold(&mut self, mut c: Contribution) {
+    /// to the delta. A touched day that falls out of retention is final (no later event can
+    /// change it): its user_daily row goes out now, so the touched days stay within the
+    /// retention window however long the run.
+    fn fold(&mut self, mut c: Contribution, out: &mut dyn FnMut(RowBatch)) {
         self.touched.mark(&c);
         self.delta.take_from(&mut c);
         let w = self.windows;
@@ -364,9 +364,8 @@ impl Shard {
         let applied = apply_user(user, &c, w);
         self.stats.user_daily_too_old += applied.too_old;
         for day in applied.evicted {
-            let k = (c.avid.clone(), day.day);
-            if self.touched.days.contains(&k) {
-                self.touched.evicted_days.insert(k, day);
+            if self.touched.days.remove(&(c.avid.clone(), day.day)) {
+                push_day(&self.d, &mut self.em, out, &c.avid, &day);
             }
         }
     }
@@ -458,7 +457,7 @@ impl Shard {
                 let c = build_session(&self.d, avid, session, None, &mut self.em, out);
                 self.emitted(avid);
                 if let Some(c) = c {
-                    self.fold(c);
+                    self.fold(c, out);
                 }
             }
         }
@@ -529,24 +528,14 @@ impl Shard {
         }
         let mut days: Vec<&(Key, i32)> = self.touched.days.iter().collect();
         days.sort();
-        for key in days {
-            let (avid, day) = key;
+        for (avid, day) in days {
             let counts = overlay
                 .get(avid)
                 .or_else(|| base.get(avid))
-                .and_then(|u| u.days.iter().find(|c| c.day == *day))
-                .or_else(|| self.touched.evicted_days.get(key));
-            let Some(c) = counts else { continue };
-            let facts = UserDailyFacts {
-                apikey_visitor_id: avid,
-                date: *day,
-                pageviews: c.pageviews,
-                videoviews: c.videoviews,
-                engaged_time: c.engaged_time,
-                video_engaged_time: c.video_engaged_time,
-                sessions: c.sessions,
-            };
-            em.row(Table::UserDaily, out, |buf| d.push_user_daily(&facts, buf));
+                .and_then(|u| u.days.iter().find(|c| c.day == *day));
+            if let Some(c) = counts {
+                push_day(d, em, out, avid, c);
+            }
         }
     }
 
@@ -580,6 +569,26 @@ impl Shard {
             open_bytes: open_bytes as u64,
         }
     }
+}
+
+/// Emits the `parsely_user_daily` row of `avid`'s day `c`.
+fn push_day(
+    d: &Derive,
+    em: &mut Emitter,
+    out: &mut dyn FnMut(RowBatch),
+    avid: &Key,
+    c: &DayCounts,
+) {
+    let facts = UserDailyFacts {
+        apikey_visitor_id: avid,
+        date: c.day,
+        pageviews: c.pageviews,
+        videoviews: c.videoviews,
+        engaged_time: c.engaged_time,
+        video_engaged_time: c.video_engaged_time,
+        sessions: c.sessions,
+    };
+    em.row(Table::UserDaily, out, |buf| d.push_user_daily(&facts, buf));
 }
 
 /// See [`Shard::emitted`] (a function of the fields it needs, for disjoint borrows).
