@@ -320,7 +320,8 @@ fn run_child(
         .arg(&figures)
         .stdout(std::process::Stdio::null());
     if one_core {
-        cmd.env("DPL_PIPELINE__DECODE_WORKERS", "1");
+        cmd.env("DPL_PIPELINE__DECODE_WORKERS", "1")
+            .env("DPL_PIPELINE__SESSIONIZE_SHARDS", "1");
     }
     let status = cmd.status().with_context(|| {
         if one_core {
