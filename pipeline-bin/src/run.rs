@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use dpl_core::{
-    Class, DayRange, DecodeStats, DecodedBatch, ErrorReason, ObjectMeta, RowBatch, Schema, Source,
-    Table,
+    DayRange, DecodeStats, DecodedBatch, ErrorReason, ObjectMeta, RowBatch, Schema, Source, Table,
 };
 use dpl_decode::Decoder;
 use dpl_sessionize::{Checkpoint, SessionizeStats, Sessionizer};
@@ -209,7 +208,6 @@ async fn tap_stats(
     let mut errors = BTreeMap::new();
     while let Ok(batch) = rx.recv().await {
         total.add(&batch.stats);
-        record_decode_metrics(&batch);
         if let Some(n) = per_object.get_mut(batch.object as usize) {
             *n += batch.events.len() as u64;
         }
@@ -226,33 +224,6 @@ async fn tap_stats(
         }
     }
     (total, per_object, errors)
-}
-
-fn record_decode_metrics(batch: &DecodedBatch) {
-    const CLASSES: [Class; 6] = [
-        Class::Pageview,
-        Class::Heartbeat,
-        Class::Videostart,
-        Class::Vheartbeat,
-        Class::Custom,
-        Class::Bot,
-    ];
-    let stats = &batch.stats;
-    metrics::counter!("dpl_decode_lines_total").increment(stats.lines);
-    metrics::counter!("dpl_decode_bytes_total").increment(stats.bytes);
-    for c in CLASSES {
-        let n = stats.events[c as usize];
-        if n > 0 {
-            metrics::counter!("dpl_decode_events_total", "class" => c.as_str()).increment(n);
-        }
-    }
-    for e in &batch.errors {
-        metrics::counter!("dpl_decode_errors_total", "reason" => e.reason.as_str()).increment(1);
-    }
-    let coerced: u64 = stats.coerced.iter().map(|&n| u64::from(n)).sum();
-    if coerced > 0 {
-        metrics::counter!("dpl_decode_coerced_total").increment(coerced);
-    }
 }
 
 /// The sink loop: every row batch to the sink, with per-table counts and batch latency.
