@@ -51,7 +51,113 @@ pub(crate) struct Derive {
     pub(crate) config: SessionizeConfig,
     /// Column count of every table, indexed by `Table as usize` (row-width checks).
     pub(crate) widths: [usize; 11],
+    /// The zone's UTC offsets by instant, for the common range (see [`Offsets`]).
+    offsets: Offsets,
+    /// The static text labels as shared values, built once (see [`Derive::label`]).
+    labels: Box<[Value]>,
 }
+
+/// The reporting zone's UTC offset over time, precomputed from its transitions for the
+/// instants from 1970 to 2100: a lookup is an index into buckets of about six days plus a
+/// step or two, instead of jiff's query (which evaluates the POSIX rule for every instant
+/// past the zone's last listed transition). Instants outside the range ask jiff.
+struct Offsets {
+    /// UTC micros at which each offset starts, ascending; the first is the range's start.
+    starts: Vec<i64>,
+    /// The offset in micros from each start on.
+    micros: Vec<i64>,
+    /// Per bucket of `2^BUCKET_SHIFT` micros from the range's start: the index of the offset
+    /// in effect at the bucket's start.
+    buckets: Vec<u32>,
+    /// One past the last UTC micros covered.
+    hi: i64,
+}
+
+/// log2 of the bucket width of [`Offsets`] in micros (about 6.4 days).
+const BUCKET_SHIFT: u32 = 39;
+
+impl Offsets {
+    fn of(tz: &jiff::tz::TimeZone) -> Offsets {
+        let none = Offsets {
+            starts: Vec::new(),
+            micros: Vec::new(),
+            buckets: Vec::new(),
+            hi: i64::MIN,
+        };
+        // 1970-01-01 and 2100-01-01 00:00:00 UTC.
+        let (Ok(lo), Ok(hi)) = (
+            jiff::Timestamp::from_second(0),
+            jiff::Timestamp::from_second(4_102_444_800),
+        ) else {
+            return none;
+        };
+        let off = |o: jiff::tz::Offset| i64::from(o.seconds()) * MICROS_PER_SEC;
+        let mut starts = vec![lo.as_microsecond()];
+        let mut micros = vec![off(tz.to_offset(lo))];
+        for t in tz.following(lo) {
+            if t.timestamp() >= hi {
+                break;
+            }
+            let o = off(t.offset());
+            // A transition may change only the abbreviation or the DST flag.
+            if micros.last() != Some(&o) {
+                starts.push(t.timestamp().as_microsecond());
+                micros.push(o);
+            }
+        }
+        let (lo, hi) = (lo.as_microsecond(), hi.as_microsecond());
+        let mut buckets = Vec::new();
+        let mut at = lo;
+        while at < hi {
+            let n = starts.partition_point(|&s| s <= at).saturating_sub(1);
+            let Ok(n) = u32::try_from(n) else {
+                return none;
+            };
+            buckets.push(n);
+            at = at.saturating_add(1 << BUCKET_SHIFT);
+        }
+        Offsets {
+            starts,
+            micros,
+            buckets,
+            hi,
+        }
+    }
+
+    /// The offset in micros at `utc_micros`, if in the precomputed range.
+    fn get(&self, utc_micros: i64) -> Option<i64> {
+        if utc_micros >= self.hi {
+            return None;
+        }
+        let lo = *self.starts.first()?;
+        let bucket = usize::try_from(utc_micros.checked_sub(lo)? >> BUCKET_SHIFT).ok()?;
+        let mut n = usize::try_from(*self.buckets.get(bucket)?).ok()?;
+        while self.starts.get(n + 1).is_some_and(|&s| s <= utc_micros) {
+            n += 1;
+        }
+        self.micros.get(n).copied()
+    }
+}
+
+/// Every static text label of the rows (`Derive::label` shares one value for each).
+const LABELS: [&str; 16] = [
+    "Skim",
+    "Read",
+    "Deep Read",
+    "Watch",
+    "Deep Watch",
+    "New",
+    "Returning",
+    "Loyalty",
+    "Non-Loyalty",
+    "< 100",
+    "100 - 499",
+    "500 - 999",
+    "1,000 - 1,999",
+    "2,000 - 2,999",
+    "3,000 - 3,999",
+    "4,000 or Above",
+];
 
 /// Calendar parts of a local date (SPEC.md section 3 date parts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,10 +190,25 @@ impl Derive {
         }
         Ok(Derive {
             schema,
+            offsets: Offsets::of(&tz),
             tz,
             config: config.clone(),
             widths,
+            labels: LABELS.iter().map(|&l| Value::text(l)).collect(),
         })
+    }
+
+    /// `Value::Text` of a static label: a clone of a value built once for the labels of
+    /// [`LABELS`] (no allocation), else a new one.
+    pub(crate) fn label(&self, s: &'static str) -> Value {
+        match LABELS
+            .iter()
+            .position(|&l| l == s)
+            .and_then(|i| self.labels.get(i))
+        {
+            Some(v) => v.clone(),
+            None => Value::text(s),
+        }
     }
 
     /// Column count of `table`.
@@ -132,6 +253,14 @@ impl Derive {
 
     /// md5 hex of `apikey_visitor_id || '_' || <start ts_action as YYYY-MM-DD HH:MM:SS>`.
     pub(crate) fn session_key(apikey_visitor_id: &str, start_ts: i64) -> Key {
+        let mut buf = StackText::new();
+        buf.push(apikey_visitor_id.as_bytes());
+        buf.push(b"_");
+        if buf.push_value(&Value::Ts(start_ts))
+            && let Some(text) = buf.bytes()
+        {
+            return hex_key(&Md5::digest(text));
+        }
         let mut h = Md5::new();
         h.update(apikey_visitor_id.as_bytes());
         h.update(b"_");
@@ -155,6 +284,9 @@ impl Derive {
 
     /// Local wall-clock micros, or `None` for an instant outside jiff's range.
     pub(crate) fn try_local(&self, utc_micros: i64) -> Option<i64> {
+        if let Some(offset) = self.offsets.get(utc_micros) {
+            return utc_micros.checked_add(offset);
+        }
         let ts = jiff::Timestamp::from_microsecond(utc_micros).ok()?;
         let offset = i64::from(self.tz.to_offset(ts).seconds());
         utc_micros.checked_add(offset * MICROS_PER_SEC)
@@ -315,21 +447,39 @@ pub(crate) fn md5_hex(bytes: &[u8]) -> Key {
 
 /// The lowercase hex of a digest, built on the stack: one allocation (the `Arc`).
 fn hex_key(digest: &[u8]) -> Key {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let nibble = |n: u8| if n < 10 { b'0' + n } else { b'a' + (n - 10) };
     let mut hex = [0u8; 32];
-    for (pair, b) in hex.chunks_exact_mut(2).zip(digest) {
+    for (pair, &b) in hex.chunks_exact_mut(2).zip(digest) {
         if let [hi, lo] = pair {
-            *hi = HEX[usize::from(b >> 4)];
-            *lo = HEX[usize::from(b & 0x0f)];
+            *hi = nibble(b >> 4);
+            *lo = nibble(b & 0x0f);
         }
     }
     // Only ASCII hex digits were written.
     Arc::from(std::str::from_utf8(&hex).unwrap_or_default())
 }
 
-/// md5 hex of the values' text forms joined by `_` (null as empty), streamed into the
-/// hasher (no text buffer).
+/// md5 hex of the values' text forms joined by `_` (null as empty): the text is formed in a
+/// stack buffer and hashed in one call when it fits (the common case), else streamed into
+/// the hasher part by part.
 pub(crate) fn md5_parts(parts: &[&Value]) -> Key {
+    let mut buf = StackText::new();
+    for (i, v) in parts.iter().enumerate() {
+        if i > 0 {
+            buf.push(b"_");
+        }
+        if !buf.push_value(v) {
+            return md5_parts_streamed(parts);
+        }
+    }
+    match buf.bytes() {
+        Some(text) => hex_key(&Md5::digest(text)),
+        None => md5_parts_streamed(parts),
+    }
+}
+
+/// [`md5_parts`] streaming every part into the hasher (no length limit).
+fn md5_parts_streamed(parts: &[&Value]) -> Key {
     let mut h = Md5::new();
     for (i, v) in parts.iter().enumerate() {
         if i > 0 {
@@ -340,6 +490,85 @@ pub(crate) fn md5_parts(parts: &[&Value]) -> Key {
     hex_key(&h.finalize())
 }
 
+/// A recipe's text on the stack, up to `STACK_TEXT` bytes (longer: `bytes` is None).
+struct StackText {
+    buf: [u8; STACK_TEXT],
+    len: usize,
+    overflow: bool,
+}
+
+/// The stack buffer of [`md5_parts`]: recipes of real events are a few hundred bytes.
+const STACK_TEXT: usize = 1024;
+
+impl StackText {
+    fn new() -> StackText {
+        StackText {
+            buf: [0; STACK_TEXT],
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        match self.buf.get_mut(self.len..self.len + bytes.len()) {
+            Some(dst) if !self.overflow => {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+            }
+            _ => self.overflow = true,
+        }
+    }
+
+    /// Appends the text form of null, text, integer and time stamp values (as
+    /// [`hash_text`]); false for the other kinds (the caller streams instead).
+    fn push_value(&mut self, v: &Value) -> bool {
+        match v {
+            Value::Null => {}
+            Value::Text(t) => self.push(t.as_bytes()),
+            Value::Int(i) => {
+                let mut digits = [0u8; 20];
+                let text = int_text(*i, &mut digits);
+                if *i < 0 {
+                    self.push(b"-");
+                }
+                self.push(text);
+            }
+            Value::Ts(us) => match ts_seconds_text(*us) {
+                Some(text) => self.push(&text),
+                None => return false,
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    fn bytes(&self) -> Option<&[u8]> {
+        if self.overflow {
+            None
+        } else {
+            self.buf.get(..self.len)
+        }
+    }
+}
+
+/// The decimal digits of `|i|`, written at the end of `buf`.
+fn int_text(i: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut n = i.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        if let Some(d) = buf.get_mut(at) {
+            // n % 10 < 10.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    buf.get(at..).unwrap_or_default()
+}
+
 /// Feeds the text form of a value (see [`push_hash_text`]) to `h`; integers and time
 /// stamps are formatted on the stack.
 fn hash_text(h: &mut Md5, v: &Value) {
@@ -347,24 +576,12 @@ fn hash_text(h: &mut Md5, v: &Value) {
         Value::Null => {}
         Value::Text(t) => h.update(t.as_bytes()),
         Value::Int(i) => {
-            let mut buf = [0u8; 20];
-            let mut n = i.unsigned_abs();
-            let mut at = buf.len();
-            loop {
-                at -= 1;
-                if let Some(d) = buf.get_mut(at) {
-                    // n % 10 < 10.
-                    *d = b'0' + (n % 10) as u8;
-                }
-                n /= 10;
-                if n == 0 || at == 0 {
-                    break;
-                }
-            }
+            let mut digits = [0u8; 20];
+            let text = int_text(*i, &mut digits);
             if *i < 0 {
                 h.update(b"-");
             }
-            h.update(buf.get(at..).unwrap_or_default());
+            h.update(text);
         }
         Value::Ts(us) => match ts_seconds_text(*us) {
             Some(text) => h.update(text),
@@ -410,53 +627,135 @@ fn ts_seconds_text(us: i64) -> Option<[u8; 19]> {
     Some(out)
 }
 
-/// A one-entry memo of a key recipe: consecutive events of a session mostly share the
-/// recipe's fields, and comparing them is much cheaper than md5.
-pub(crate) struct Memo<const N: usize> {
-    last: Option<([Value; N], Key)>,
+/// The md5 recipes of the event-grain keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recipe {
+    /// `pageview_key`.
+    Pageview = 0,
+    /// `videostart_key`.
+    Videostart = 1,
+    /// `parsely_session_id`.
+    SessionId = 2,
+    /// `utm_id`.
+    Utm = 3,
 }
 
-impl<const N: usize> Default for Memo<N> {
-    fn default() -> Self {
-        Memo { last: None }
-    }
+/// The event-grain keys of one session's events, each md5 computed once per distinct input.
+///
+/// An event whose recipe fields equal (same variant and value; texts by content) those of
+/// one of the last [`KeyCache::SCAN`] distinct inputs of the session reuses that key:
+/// comparing a few fields is much cheaper than md5, and a session's events mostly share
+/// their pageview, session and campaign fields. Entries are event indexes into the
+/// session's events, so nothing is cloned to remember them; [`KeyCache::clear`] starts a
+/// session (the vectors keep their capacity).
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache {
+    /// Per recipe: `(event index, key)` of each distinct input, in the order computed.
+    entries: [Vec<(usize, Key)>; 4],
+    /// The last `utm_id` input and key, kept across sessions: most sessions carry no
+    /// campaign, and their `utm_id` is then the same for every session of the apikey.
+    last_utm: Option<([Value; 6], Key)>,
 }
 
-impl<const N: usize> Memo<N> {
-    /// [`md5_parts`] of `parts`, reusing the last key when the parts are equal.
-    pub(crate) fn key(&mut self, parts: [&Value; N]) -> Key {
-        if let Some((last, key)) = &self.last
-            && last.iter().zip(parts).all(|(a, b)| a == b)
-        {
-            return key.clone();
+impl KeyCache {
+    /// Distinct inputs compared (most recent first) before computing a key afresh.
+    pub(crate) const SCAN: usize = 16;
+
+    /// Forgets the previous session's keys.
+    pub(crate) fn clear(&mut self) {
+        for e in &mut self.entries {
+            e.clear();
         }
-        let key = md5_parts(&parts);
-        self.last = Some((parts.map(Clone::clone), key.clone()));
-        key
+    }
+
+    /// The `recipe` key of `events[i]`; an index out of `events` gets the key of an event
+    /// with every field null.
+    pub(crate) fn key(&mut self, events: &[Event], i: usize, recipe: Recipe) -> Key {
+        let Some(list) = self.entries.get_mut(recipe as usize) else {
+            return Key::from("");
+        };
+        match recipe {
+            Recipe::Pageview => cached(list, events, i, pageview_parts),
+            Recipe::Videostart => cached(list, events, i, videostart_parts),
+            Recipe::SessionId => cached(list, events, i, session_id_parts),
+            Recipe::Utm => {
+                if let Some(key) = scan(list, events, i, utm_parts) {
+                    return key;
+                }
+                let Some(ev) = events.get(i) else {
+                    return md5_parts(&[&Value::Null; 6]);
+                };
+                let want = utm_parts(ev);
+                let key = match &self.last_utm {
+                    Some((last, key)) if last.iter().zip(want).all(|(a, b)| same_text(a, b)) => {
+                        key.clone()
+                    }
+                    _ => {
+                        let key = md5_parts(&want);
+                        self.last_utm = Some((want.map(Clone::clone), key.clone()));
+                        key
+                    }
+                };
+                list.push((i, key.clone()));
+                key
+            }
+        }
     }
 }
 
-/// Memos of the per-event recipes (see [`Memo`]).
-#[derive(Default)]
-pub(crate) struct KeyMemo {
-    utm: Memo<6>,
-    session_id: Memo<4>,
-    videostart: Memo<8>,
-    pageview: Memo<7>,
+/// See [`KeyCache::key`].
+fn cached<const N: usize>(
+    list: &mut Vec<(usize, Key)>,
+    events: &[Event],
+    i: usize,
+    parts: fn(&Event) -> [&Value; N],
+) -> Key {
+    if let Some(key) = scan(list, events, i, parts) {
+        return key;
+    }
+    let Some(ev) = events.get(i) else {
+        return md5_parts(&[&Value::Null; N]);
+    };
+    let key = md5_parts(&parts(ev));
+    list.push((i, key.clone()));
+    key
 }
 
-impl KeyMemo {
-    pub(crate) fn pageview_key(&mut self, ev: &Event) -> Key {
-        self.pageview.key(pageview_parts(ev))
-    }
-    pub(crate) fn utm_id(&mut self, ev: &Event) -> Key {
-        self.utm.key(utm_parts(ev))
-    }
-    pub(crate) fn parsely_session_id(&mut self, ev: &Event) -> Key {
-        self.session_id.key(session_id_parts(ev))
-    }
-    pub(crate) fn videostart_key(&mut self, ev: &Event) -> Key {
-        self.videostart.key(videostart_parts(ev))
+/// The key of the latest of the last [`KeyCache::SCAN`] entries of `list` whose event has
+/// the same recipe fields as `events[i]`.
+fn scan<const N: usize>(
+    list: &[(usize, Key)],
+    events: &[Event],
+    i: usize,
+    parts: fn(&Event) -> [&Value; N],
+) -> Option<Key> {
+    let want = parts(events.get(i)?);
+    let from = list.len().saturating_sub(KeyCache::SCAN);
+    list.get(from..)?
+        .iter()
+        .rev()
+        .find(|(j, _)| {
+            *j == i
+                || events
+                    .get(*j)
+                    .is_some_and(|e| parts(e).iter().zip(&want).all(|(a, b)| same_text(a, b)))
+        })
+        .map(|(_, key)| key.clone())
+}
+
+/// Whether two values have the same text form inside a recipe, judged without forming it:
+/// the same variant and value (texts by content, floats by bits). Values of different
+/// variants count as different (the key is then computed, never wrongly shared).
+pub(crate) fn same_text(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Text(x), Value::Text(y)) => Arc::ptr_eq(x, y) || x == y,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Ts(x), Value::Ts(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Date(x), Value::Date(y)) => x == y,
+        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
+        _ => false,
     }
 }
 
@@ -604,6 +903,10 @@ pub(crate) mod tests {
             ),
             "a4424622636361822fd61c64de9373b7"
         );
+        // Past year 9999 the time stamp text comes from the core writer.
+        let mut far = String::from("a_");
+        dpl_core::write_ts_seconds(&mut far, i64::MAX);
+        assert_eq!(Derive::session_key("a", i64::MAX), md5_hex(far.as_bytes()));
         assert_eq!(
             &*Derive::late_session_key("4e3b6ee5be88f0f88abcd1f8d505883e", "e1"),
             "378a5cbf1ebb5655a301a75145fd9b4e"
@@ -652,16 +955,51 @@ pub(crate) mod tests {
             let mut text = String::new();
             push_hash_text(&mut text, v);
             assert_eq!(md5_parts(&[v]), md5_hex(text.as_bytes()), "{v:?} as {text}");
+            assert_eq!(md5_parts(&[v]), md5_parts_streamed(&[v]), "{v:?}");
         }
-        let mut memo = Memo::<2>::default();
-        let (a, b) = (Value::text("a"), Value::text("b"));
-        assert_eq!(memo.key([&a, &b]), md5_hex(b"a_b"));
-        assert_eq!(memo.key([&a, &b]), md5_hex(b"a_b"));
+        // Texts past the stack buffer are streamed; every pair of values joins with `_`.
+        let long = Value::text("x".repeat(STACK_TEXT + 3));
+        let near = Value::text("y".repeat(STACK_TEXT - 1));
+        for a in values.iter().chain([&long, &near]) {
+            for b in values.iter().chain([&long, &near]) {
+                let (mut ta, mut tb) = (String::new(), String::new());
+                push_hash_text(&mut ta, a);
+                push_hash_text(&mut tb, b);
+                let want = md5_hex(format!("{ta}_{tb}").as_bytes());
+                assert_eq!(md5_parts(&[a, b]), want, "{a:?} {b:?}");
+            }
+        }
+        // The session key cache: equal recipe fields share a key, any change is hashed.
+        let mut a = recipe_event();
+        a.set(Field::EventId, Value::text("a"));
+        let mut b = a.clone();
+        b.set(Field::EventId, Value::text("b"));
+        let mut c = a.clone();
+        c.set(Field::Url, Value::text("http://example.com/other"));
+        let mut d = a.clone();
+        d.set(Field::PageviewId, Value::Null);
+        let mut e = a.clone();
+        e.set(Field::SessionId, Value::text("3"));
+        let events = [a, b, c, d, e];
+        let mut cache = KeyCache::default();
+        for (i, ev) in events.iter().enumerate() {
+            for (r, want) in [
+                (Recipe::Pageview, Derive::pageview_key(ev)),
+                (Recipe::Videostart, Derive::videostart_key(ev)),
+                (Recipe::SessionId, Derive::parsely_session_id(ev)),
+                (Recipe::Utm, Derive::utm_id(ev)),
+            ] {
+                assert_eq!(cache.key(&events, i, r), want, "event {i} {r:?}");
+                assert_eq!(cache.key(&events, i, r), want, "event {i} {r:?} again");
+            }
+        }
+        // Int 3 and text "3" have the same text form: the key is right either way.
         assert_eq!(
-            memo.key([&b, &a]),
-            md5_hex(b"b_a"),
-            "a changed part is hashed again"
+            Derive::parsely_session_id(&events[0]),
+            Derive::parsely_session_id(&events[4])
         );
+        assert!(!same_text(&Value::Float(0.0), &Value::Float(-0.0)));
+        assert!(same_text(&Value::text("x"), &Value::text("x")));
     }
 
     #[test]
@@ -760,6 +1098,53 @@ pub(crate) mod tests {
         };
         let k = Derive::new(&cfg, Arc::new(Schema::default())).unwrap();
         assert_eq!(k.local(us(2024, 7, 1, 20, 0, 0)), us(2024, 7, 2, 1, 30, 0));
+    }
+
+    #[test]
+    fn offset_table_matches_jiff() {
+        for zone in [
+            "America/New_York",
+            "Europe/London",
+            "Europe/Dublin",
+            "Asia/Kolkata",
+            "Australia/Lord_Howe",
+            "Pacific/Apia",
+            "America/St_Johns",
+            "Africa/Casablanca",
+            "UTC",
+        ] {
+            let cfg = SessionizeConfig {
+                timezone: zone.to_owned(),
+                ..SessionizeConfig::default()
+            };
+            let d = Derive::new(&cfg, Arc::new(Schema::default())).unwrap();
+            let jiff_local = |us: i64| {
+                let ts = jiff::Timestamp::from_microsecond(us).ok()?;
+                us.checked_add(i64::from(d.tz.to_offset(ts).seconds()) * MICROS_PER_SEC)
+            };
+            // Around every transition of the table (the range edges included).
+            let mut instants: Vec<i64> = d
+                .offsets
+                .starts
+                .iter()
+                .flat_map(|&s| [s - 1, s, s + 1, s + 999_999])
+                .collect();
+            instants.extend([d.offsets.hi - 1, d.offsets.hi, i64::MIN, i64::MAX, -1, 0]);
+            // And a pseudo-random sweep from 1950 to 2120.
+            let (from, to) = (-631_152_000_000_000_i64, 4_733_510_400_000_000_i64);
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            for _ in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                instants.push(from + (x % (to - from) as u64) as i64);
+            }
+            for us in instants {
+                assert_eq!(d.try_local(us), jiff_local(us), "{zone} at {us}");
+            }
+            assert!(d.offsets.get(us(2024, 3, 10, 7, 0, 0)).is_some(), "{zone}");
+            assert!(d.offsets.get(-1).is_none() && d.offsets.get(d.offsets.hi).is_none());
+        }
     }
 
     #[test]

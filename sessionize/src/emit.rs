@@ -4,15 +4,16 @@ use std::collections::BTreeMap;
 
 use dpl_core::{RowBatch, Table, Value};
 
-use crate::derive::{Key, KeyMemo};
+use crate::derive::Key;
+use crate::session::Scratch;
 
 /// Per-table row buffers and row counts, with the scratch state of row building.
 pub(crate) struct Emitter {
     bufs: Vec<RowBatch>,
     batch_rows: usize,
     pub(crate) rows: BTreeMap<Table, u64>,
-    /// Memos of the per-event md5 recipes.
-    pub(crate) memo: KeyMemo,
+    /// Scratch space of session building (key cache, index lists), reused across sessions.
+    pub(crate) scratch: Scratch,
     /// The withdrawable keys of the rows of the session just built (see `build_session`).
     pub(crate) keys: Vec<(Table, Key)>,
 }
@@ -26,7 +27,7 @@ impl Emitter {
                 .collect(),
             batch_rows: batch_rows.max(1),
             rows: BTreeMap::new(),
-            memo: KeyMemo::default(),
+            scratch: Scratch::default(),
             keys: Vec::new(),
         }
     }

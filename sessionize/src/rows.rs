@@ -169,7 +169,8 @@ pub(crate) struct CampaignFacts<'a> {
 }
 
 /// The md5 keys of an event-grain row, computed once by the caller (the sessionizer reuses
-/// the session's visitor key, the attribution's view keys and memos of the rest).
+/// the session's visitor and session keys, the attribution's view keys and a per-session
+/// cache of the rest).
 pub(crate) struct EventKeys {
     pub avid: Key,
     pub utm_id: Key,
@@ -177,24 +178,35 @@ pub(crate) struct EventKeys {
     pub pageview_key: Value,
     pub videostart_key: Key,
     pub session_id: Key,
+    /// The `session_key` column (one shared value for all the rows of a session); unused
+    /// by bot rows.
+    pub session_key: Value,
 }
 
 impl EventKeys {
-    /// Every key computed from `ev`.
-    pub(crate) fn of(ev: &Event) -> EventKeys {
+    /// Every key computed from `ev`, with the `session_key` column `session_key`.
+    pub(crate) fn of(ev: &Event, session_key: Value) -> EventKeys {
         EventKeys {
             avid: Derive::apikey_visitor_id(ev),
             utm_id: Derive::utm_id(ev),
             pageview_key: Value::Text(Derive::pageview_key(ev)),
             videostart_key: Derive::videostart_key(ev),
             session_id: Derive::parsely_session_id(ev),
+            session_key,
         }
     }
 }
 
-/// `Value::Text` of a static label.
-fn label(s: &'static str) -> Value {
-    Value::text(s)
+/// The keys of a `parsely_sessions` row, computed once by the caller.
+pub(crate) struct SessionKeys {
+    /// The `session_key` column (shared with the session's event rows).
+    pub session_key: Value,
+    /// `parsely_session_id` of the first event.
+    pub session_id: Key,
+    /// `apikey_visitor_id` of the first event.
+    pub avid: Key,
+    /// `utm_id` of the first event.
+    pub utm_id: Key,
 }
 
 fn key(k: &str) -> Value {
@@ -283,7 +295,7 @@ impl Derive {
     /// Pushes one `parsely_pageviews` row for `ev` (a pageview, or the first heartbeat of an
     /// orphan row).
     pub(crate) fn push_pageview(&self, ev: &Event, f: &PageviewFacts<'_>, out: &mut Vec<Value>) {
-        self.push_pageview_keyed(ev, f, EventKeys::of(ev), out);
+        self.push_pageview_keyed(ev, f, EventKeys::of(ev, key(f.session_key)), out);
     }
 
     /// [`Derive::push_pageview`] with the keys computed by the caller.
@@ -295,15 +307,16 @@ impl Derive {
         out: &mut Vec<Value>,
     ) {
         let start = out.len();
+        let session_key = keys.session_key.clone();
         self.push_event_columns(ev, keys, out);
         out.extend([
-            key(f.session_key),
+            session_key,
             Value::Int(f.counter),
             Value::Bool(f.matched),
             Value::Int(f.engaged_time),
             Value::Int(f.videoviews),
             Value::Int(f.video_engaged_time),
-            label(self.read_category(f.engaged_time)),
+            self.label(self.read_category(f.engaged_time)),
             opt_int(f.sequence),
             Value::opt_text(f.previous_post_id.clone()),
             Value::opt_text(f.next_post_id.clone()),
@@ -319,7 +332,7 @@ impl Derive {
     pub(crate) fn push_videoview(&self, ev: &Event, f: &VideoviewFacts<'_>, out: &mut Vec<Value>) {
         let keys = EventKeys {
             pageview_key: Value::opt_text(f.parent_pageview_key),
-            ..EventKeys::of(ev)
+            ..EventKeys::of(ev, key(f.session_key))
         };
         self.push_videoview_keyed(ev, f, keys, out);
     }
@@ -334,13 +347,14 @@ impl Derive {
         out: &mut Vec<Value>,
     ) {
         let start = out.len();
+        let session_key = keys.session_key.clone();
         self.push_event_columns(ev, keys, out);
         out.extend([
-            key(f.session_key),
+            session_key,
             Value::Int(f.counter),
             Value::Bool(f.matched),
             Value::Int(f.video_engaged_time),
-            label(self.watch_category(f.video_engaged_time)),
+            self.label(self.watch_category(f.video_engaged_time)),
             opt_int(f.sequence),
         ]);
         self.push_publish_columns(ev, out);
@@ -348,27 +362,27 @@ impl Derive {
     }
 
     pub(crate) fn push_custom_event(&self, ev: &Event, session_key: &str, out: &mut Vec<Value>) {
-        self.push_custom_event_keyed(ev, session_key, EventKeys::of(ev), out);
+        self.push_custom_event_keyed(ev, EventKeys::of(ev, key(session_key)), out);
     }
 
     /// [`Derive::push_custom_event`] with the keys computed by the caller.
     pub(crate) fn push_custom_event_keyed(
         &self,
         ev: &Event,
-        session_key: &str,
         keys: EventKeys,
         out: &mut Vec<Value>,
     ) {
         let start = out.len();
+        let session_key = keys.session_key.clone();
         self.push_event_columns(ev, keys, out);
-        out.extend([key(session_key), Value::Int(1)]);
+        out.extend([session_key, Value::Int(1)]);
         self.push_publish_columns(ev, out);
         self.check_width(Table::CustomEvents, start, out);
     }
 
     pub(crate) fn push_bot(&self, ev: &Event, out: &mut Vec<Value>) {
         let start = out.len();
-        self.push_event_columns(ev, EventKeys::of(ev), out);
+        self.push_event_columns(ev, EventKeys::of(ev, Value::Null), out);
         self.check_width(Table::BotTraffic, start, out);
     }
 
@@ -390,6 +404,22 @@ impl Derive {
     }
 
     pub(crate) fn push_session(&self, s: &SessionFacts<'_>, out: &mut Vec<Value>) {
+        let keys = SessionKeys {
+            session_key: key(s.session_key),
+            session_id: Derive::parsely_session_id(s.first),
+            avid: Derive::apikey_visitor_id(s.first),
+            utm_id: Derive::utm_id(s.first),
+        };
+        self.push_session_keyed(s, keys, out);
+    }
+
+    /// [`Derive::push_session`] with the keys computed by the caller.
+    pub(crate) fn push_session_keyed(
+        &self,
+        s: &SessionFacts<'_>,
+        keys: SessionKeys,
+        out: &mut Vec<Value>,
+    ) {
         let start = out.len();
         let first = s.first;
         let last = s.last;
@@ -403,11 +433,11 @@ impl Derive {
             .map(|d| d.div_euclid(crate::derive::MICROS_PER_SEC));
         let ts = |v: Option<i64>| v.map_or(Value::Null, Value::Ts);
         out.extend([
-            key(s.session_key),
-            Value::Text(Derive::parsely_session_id(first)),
+            keys.session_key,
+            Value::Text(keys.session_id),
             first.get(Field::Apikey).clone(),
             first.get(Field::VisitorSiteId).clone(),
-            Value::Text(Derive::apikey_visitor_id(first)),
+            Value::Text(keys.avid),
             opt_int(s.user_session_number),
             ts(start_ts),
             ts(start_local),
@@ -444,16 +474,16 @@ impl Derive {
                 .map(|&f| first.get(f).clone()),
         );
         out.push(Value::Bool(is_fbia(first)));
-        out.push(Value::Text(Derive::utm_id(first)));
+        out.push(Value::Text(keys.utm_id));
         match &s.user {
             Some(u) => {
                 let threshold = self.config.loyalty_pageviews;
                 let end = u.pageviews_before.saturating_add(u.session_pageviews);
                 out.extend([
-                    label(if u.is_new { "New" } else { "Returning" }),
-                    label(self.engagement_level(u.pageviews_before)),
-                    label(self.rolling_level(u.rolling_pageviews_before)),
-                    label(self.engagement_level(end)),
+                    self.label(if u.is_new { "New" } else { "Returning" }),
+                    self.label(self.engagement_level(u.pageviews_before)),
+                    self.label(self.rolling_level(u.rolling_pageviews_before)),
+                    self.label(self.engagement_level(end)),
                     Value::Bool(u.pageviews_before < threshold && threshold <= end),
                 ]);
             }
@@ -483,10 +513,10 @@ impl Derive {
             Value::Int(u.video_engaged_time),
             Value::Int(u.sessions),
             Value::Int(u.custom_events),
-            label(if u.sessions <= 1 { "New" } else { "Returning" }),
-            label(self.engagement_level(u.pageviews)),
+            self.label(if u.sessions <= 1 { "New" } else { "Returning" }),
+            self.label(self.engagement_level(u.pageviews)),
             Value::Int(u.rolling_pageviews),
-            label(self.rolling_level(u.rolling_pageviews)),
+            self.label(self.rolling_level(u.rolling_pageviews)),
             u.last_extra.clone(),
             Value::Int(1),
         ]);
@@ -520,7 +550,7 @@ impl Derive {
             out.push(v);
         }
         out.extend([
-            words.map_or(Value::Null, |w| label(word_count_bucket(w))),
+            words.map_or(Value::Null, |w| self.label(word_count_bucket(w))),
             Value::Ts(c.first_seen_ts),
             Value::Ts(c.last_seen_ts),
             Value::Int(c.pageviews),

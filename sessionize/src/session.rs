@@ -1,10 +1,14 @@
 //! One session's rows and its contribution to the totals (SPEC.md section 5).
 
+use std::sync::Arc;
+
 use dpl_core::{Class, Event, Field, RowBatch, Table, Value};
 
-use crate::derive::{Derive, HashMap, Key};
+use crate::derive::{Derive, Key, KeyCache, Recipe};
 use crate::emit::Emitter;
-use crate::rows::{EventKeys, PageviewFacts, SessionFacts, SessionUserFacts, VideoviewFacts};
+use crate::rows::{
+    EventKeys, PageviewFacts, SessionFacts, SessionKeys, SessionUserFacts, VideoviewFacts,
+};
 use crate::state::Contribution;
 
 /// The user before an on-time session (None for a late session).
@@ -27,22 +31,64 @@ struct ViewRow {
     video_engaged: i64,
 }
 
-/// Builds view rows: real views in time order, then one orphan row per key of beats that
-/// have no view of that key, in order of their first beat. Beats go to the latest view of
-/// their key at or before them (equal `ts_action` counts as before), else the earliest.
+/// Scratch space of [`build_session`], kept in the [`Emitter`] and reused from session to
+/// session, so that building a session allocates little beyond its rows and keys.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    keys: KeyCache,
+    pvs: Vec<usize>,
+    hbs: Vec<usize>,
+    vss: Vec<usize>,
+    vhbs: Vec<usize>,
+    customs: Vec<usize>,
+    pv_rows: Vec<ViewRow>,
+    video_rows: Vec<ViewRow>,
+    parents: Vec<Option<usize>>,
+    /// Attribution: real view rows by key (see [`attribute`]).
+    order: Vec<usize>,
+    /// Attribution: orphan rows by key, sorted by key.
+    orphans: Vec<(Key, usize)>,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.pvs.clear();
+        self.hbs.clear();
+        self.vss.clear();
+        self.vhbs.clear();
+        self.customs.clear();
+        self.pv_rows.clear();
+        self.video_rows.clear();
+        self.parents.clear();
+        self.order.clear();
+        self.orphans.clear();
+    }
+}
+
+/// Builds view rows into `rows`: real views in time order, then one orphan row per key of
+/// beats that have no view of that key, in order of their first beat. Beats go to the
+/// latest view of their key at or before them (equal `ts_action` counts as before), else
+/// the earliest. `key_of` gives the key of `events[i]`; `order` and `orphans` are scratch.
+#[allow(clippy::too_many_arguments)]
 fn attribute(
     events: &[Event],
     views: &[usize],
     beats: &[usize],
-    key_of: &mut dyn FnMut(&Event) -> Key,
+    key_of: &mut dyn FnMut(usize) -> Key,
     inc_field: Field,
-) -> Vec<ViewRow> {
-    let mut rows: Vec<ViewRow> = Vec::with_capacity(views.len());
-    let mut by_key: HashMap<Key, Vec<usize>> = HashMap::default();
+    rows: &mut Vec<ViewRow>,
+    order: &mut Vec<usize>,
+    orphans: &mut Vec<(Key, usize)>,
+) {
+    rows.clear();
+    order.clear();
+    orphans.clear();
     for &i in views {
-        let Some(ev) = events.get(i) else { continue };
-        let key = key_of(ev);
-        by_key.entry(key.clone()).or_default().push(rows.len());
+        if events.get(i).is_none() {
+            continue;
+        }
+        let key = key_of(i);
         rows.push(ViewRow {
             ev: i,
             real: true,
@@ -52,25 +98,38 @@ fn attribute(
             video_engaged: 0,
         });
     }
-    let mut orphans: HashMap<Key, usize> = HashMap::default();
+    // The real view rows sorted by key, then position: each key's views are a run, in
+    // time order (a sorted index instead of a map per session).
+    order.extend(0..rows.len());
+    order.sort_unstable_by(|&a, &b| {
+        let key = |r: usize| rows.get(r).map(|row| &*row.key);
+        key(a).cmp(&key(b)).then(a.cmp(&b))
+    });
     for &b in beats {
         let Some(beat) = events.get(b) else { continue };
-        let key = key_of(beat);
+        let key = key_of(b);
         let inc = beat.int(inc_field).unwrap_or(0);
         let ts = beat.ts_action();
-        let target = match by_key.get(&key) {
-            Some(list) => {
-                let n = list.partition_point(|&r| {
-                    rows.get(r)
-                        .and_then(|row| events.get(row.ev))
-                        .is_some_and(|e| e.ts_action() <= ts)
-                });
-                list.get(n.saturating_sub(1)).copied()
-            }
-            None => match orphans.get(&key) {
-                Some(&r) => Some(r),
-                None => {
-                    orphans.insert(key.clone(), rows.len());
+        let key_at = |r: usize| rows.get(r).map(|row| &*row.key);
+        let lo = order.partition_point(|&r| key_at(r) < Some(&*key));
+        let hi = lo
+            + order
+                .get(lo..)
+                .unwrap_or_default()
+                .partition_point(|&r| key_at(r) == Some(&*key));
+        let target = if lo < hi {
+            let same = order.get(lo..hi).unwrap_or_default();
+            let n = same.partition_point(|&r| {
+                rows.get(r)
+                    .and_then(|row| events.get(row.ev))
+                    .is_some_and(|e| e.ts_action() <= ts)
+            });
+            same.get(n.saturating_sub(1)).copied()
+        } else {
+            match orphans.binary_search_by(|(k, _)| (**k).cmp(&*key)) {
+                Ok(at) => orphans.get(at).map(|&(_, r)| r),
+                Err(at) => {
+                    orphans.insert(at, (key.clone(), rows.len()));
                     rows.push(ViewRow {
                         ev: b,
                         real: false,
@@ -81,13 +140,12 @@ fn attribute(
                     });
                     Some(rows.len() - 1)
                 }
-            },
+            }
         };
         if let Some(row) = target.and_then(|r| rows.get_mut(r)) {
             row.engaged = row.engaged.saturating_add(inc);
         }
     }
-    rows
 }
 
 /// The fields a videoview and its parent pageview share (nulls equal).
@@ -114,13 +172,46 @@ pub(crate) fn build_session(
 ) -> Option<Contribution> {
     let first = events.first()?;
     let last = events.last()?;
+    let mut s = std::mem::take(&mut em.scratch);
+    s.clear();
+    let c = build(d, avid, events, first, last, user, &mut s, em, out);
+    em.scratch = s;
+    Some(c)
+}
+
+/// [`build_session`] with the scratch space taken out of the emitter.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    d: &Derive,
+    avid: &Key,
+    events: &[Event],
+    first: &Event,
+    last: &Event,
+    user: Option<UserBefore>,
+    s: &mut Scratch,
+    em: &mut Emitter,
+    out: &mut dyn FnMut(RowBatch),
+) -> Contribution {
+    let Scratch {
+        keys,
+        pvs,
+        hbs,
+        vss,
+        vhbs,
+        customs,
+        pv_rows,
+        video_rows,
+        parents,
+        order,
+        orphans,
+    } = s;
     let avid = avid.clone();
     let session_key = match user {
         Some(_) => Derive::session_key(&avid, first.ts_action()),
         None => Derive::late_session_key(&avid, first.event_id()),
     };
-    let (mut pvs, mut hbs, mut vss, mut vhbs, mut customs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // One value for the session_key column of every row of the session.
+    let session_key_value = Value::Text(session_key.clone());
     for (i, e) in events.iter().enumerate() {
         match e.class {
             Class::Pageview => pvs.push(i),
@@ -131,27 +222,31 @@ pub(crate) fn build_session(
             Class::Bot => {}
         }
     }
-    let memo = &mut em.memo;
-    let mut pv_rows = attribute(
+    attribute(
         events,
-        &pvs,
-        &hbs,
-        &mut |e| memo.pageview_key(e),
+        pvs,
+        hbs,
+        &mut |i| keys.key(events, i, Recipe::Pageview),
         Field::EngagedTimeInc,
+        pv_rows,
+        order,
+        orphans,
     );
-    let video_rows = attribute(
+    attribute(
         events,
-        &vss,
-        &vhbs,
-        &mut |e| memo.videostart_key(e),
+        vss,
+        vhbs,
+        &mut |i| keys.key(events, i, Recipe::Videostart),
         Field::EngagedTimeInc,
+        video_rows,
+        order,
+        orphans,
     );
 
     // Parent pageviews of the videoview rows: the latest real pageview at or before the
     // row's defining event with the same PARENT_FIELDS.
     let n_real_pv = pvs.len();
-    let mut parents: Vec<Option<usize>> = Vec::with_capacity(video_rows.len());
-    for vr in &video_rows {
+    for vr in video_rows.iter() {
         let parent = events.get(vr.ev).and_then(|v| {
             pv_rows.iter().take(n_real_pv).rposition(|pr| {
                 events.get(pr.ev).is_some_and(|p| {
@@ -201,15 +296,17 @@ pub(crate) fn build_session(
             is_entry: r.real && i == 0,
             is_exit: r.real && i + 1 == n_real_pv,
         };
-        let keys = EventKeys {
+        let utm_id = keys.key(events, r.ev, Recipe::Utm);
+        let row_keys = EventKeys {
             avid: avid.clone(),
-            utm_id: em.memo.utm_id(ev),
+            utm_id: utm_id.clone(),
             pageview_key: Value::Text(r.key.clone()),
-            videostart_key: em.memo.videostart_key(ev),
-            session_id: em.memo.parsely_session_id(ev),
+            videostart_key: keys.key(events, r.ev, Recipe::Videostart),
+            session_id: keys.key(events, r.ev, Recipe::SessionId),
+            session_key: session_key_value.clone(),
         };
         em.row(Table::Pageviews, out, |buf| {
-            d.push_pageview_keyed(ev, &facts, keys, buf)
+            d.push_pageview_keyed(ev, &facts, row_keys, buf)
         });
         if !r.real {
             em.keys.push((Table::Pageviews, event_id(ev)));
@@ -228,7 +325,7 @@ pub(crate) fn build_session(
             p.engaged = p.engaged.saturating_add(r.engaged);
         }
         if ev.class.is_standard() && Derive::has_utm(ev) {
-            let k = c.campaign(em.memo.utm_id(ev), ev);
+            let k = c.campaign(utm_id, ev);
             k.pageviews += i64::from(r.real);
             k.engaged_time = k.engaged_time.saturating_add(r.engaged);
         }
@@ -236,28 +333,28 @@ pub(crate) fn build_session(
 
     // Videoview rows.
     let n_real_vs = vss.len();
-    for (i, (r, parent)) in video_rows.iter().zip(&parents).enumerate() {
+    for (i, (r, parent)) in video_rows.iter().zip(parents.iter()).enumerate() {
         let Some(ev) = events.get(r.ev) else { continue };
-        let parent_key = parent.and_then(|p| pv_rows.get(p)).map(|p| &*p.key);
+        let parent_row = parent.and_then(|p| pv_rows.get(p));
         let facts = VideoviewFacts {
             session_key: &session_key,
             counter: i64::from(r.real),
             matched: r.real,
             video_engaged_time: r.engaged,
             sequence: (r.real && i < n_real_vs).then_some(i as i64 + 1),
-            parent_pageview_key: parent_key,
+            parent_pageview_key: parent_row.map(|p| &*p.key),
         };
-        let keys = EventKeys {
+        let utm_id = keys.key(events, r.ev, Recipe::Utm);
+        let row_keys = EventKeys {
             avid: avid.clone(),
-            utm_id: em.memo.utm_id(ev),
-            pageview_key: parent
-                .and_then(|p| pv_rows.get(p))
-                .map_or(Value::Null, |p| Value::Text(p.key.clone())),
+            utm_id: utm_id.clone(),
+            pageview_key: parent_row.map_or(Value::Null, |p| Value::Text(p.key.clone())),
             videostart_key: r.key.clone(),
-            session_id: em.memo.parsely_session_id(ev),
+            session_id: keys.key(events, r.ev, Recipe::SessionId),
+            session_key: session_key_value.clone(),
         };
         em.row(Table::Videoviews, out, |buf| {
-            d.push_videoview_keyed(ev, &facts, keys, buf)
+            d.push_videoview_keyed(ev, &facts, row_keys, buf)
         });
         if !r.real {
             em.keys.push((Table::Videoviews, event_id(ev)));
@@ -273,57 +370,81 @@ pub(crate) fn build_session(
             v.engaged = v.engaged.saturating_add(r.engaged);
         }
         if Derive::has_utm(ev) {
-            let k = c.campaign(em.memo.utm_id(ev), ev);
+            let k = c.campaign(utm_id, ev);
             k.videoviews += i64::from(r.real);
             k.video_engaged_time = k.video_engaged_time.saturating_add(r.engaged);
         }
     }
 
     // Custom events.
-    for &i in &customs {
+    for &i in customs.iter() {
         let Some(ev) = events.get(i) else { continue };
-        let keys = EventKeys {
+        let row_keys = EventKeys {
             avid: avid.clone(),
-            utm_id: em.memo.utm_id(ev),
-            pageview_key: Value::Text(em.memo.pageview_key(ev)),
-            videostart_key: em.memo.videostart_key(ev),
-            session_id: em.memo.parsely_session_id(ev),
+            utm_id: keys.key(events, i, Recipe::Utm),
+            pageview_key: Value::Text(keys.key(events, i, Recipe::Pageview)),
+            videostart_key: keys.key(events, i, Recipe::Videostart),
+            session_id: keys.key(events, i, Recipe::SessionId),
+            session_key: session_key_value.clone(),
         };
         em.row(Table::CustomEvents, out, |buf| {
-            d.push_custom_event_keyed(ev, &session_key, keys, buf)
+            d.push_custom_event_keyed(ev, row_keys, buf)
         });
     }
     c.custom_events = customs.len() as i64;
 
     // Per-event facts: content and campaign sightings, extra values, day event counts.
+    // Content records keep the earliest time, the latest time and the metadata of the
+    // latest event (by `ts_action`, then `event_id`, then position), so observing the
+    // first and last event of every run of consecutive sightings of the same post (or
+    // video) gives the same record as observing every event: the events are in that order.
     let mut extra_first = Value::Null;
     let mut extra_last = Value::Null;
-    for ev in events {
-        c.day(d, ev.ts_action()).events += 1;
+    // (local day, an instant of it, events) of the current run of events on one day.
+    let mut day_run: Option<(i32, i64, u64)> = None;
+    let mut post_run = ContentRun::default();
+    let mut video_run = ContentRun::default();
+    for (i, ev) in events.iter().enumerate() {
+        let ts = ev.ts_action();
+        let day = d.local_day(ts);
+        match &mut day_run {
+            Some((run_day, _, n)) if *run_day == day => *n += 1,
+            _ => {
+                if let Some((_, at, n)) = day_run.replace((day, ts, 1)) {
+                    c.day(d, at).events += n;
+                }
+            }
+        }
         if !ev.extra.is_null() {
             if extra_first.is_null() {
                 extra_first = ev.extra.clone();
             }
             extra_last = ev.extra.clone();
-            c.last_extra = Some((ev.ts_action(), ev.event_id().into(), ev.extra.clone()));
+            c.last_extra = Some((ts, ev.event_id().into(), ev.extra.clone()));
         }
         if matches!(ev.class, Class::Pageview | Class::Heartbeat)
             && let Some(post) = Derive::pageview_post_id(ev)
         {
-            c.post(post, ev).observe(ev);
+            post_run.see(post, i, events, &mut |id, e| c.post(id, e).observe(e));
         }
         if matches!(ev.class, Class::Videostart | Class::Vheartbeat)
             && let Some(url) = ev.text(Field::MetadataCanonicalUrl)
         {
-            c.video(url, ev).observe(ev);
+            video_run.see(url, i, events, &mut |id, e| c.video(id, e).observe(e));
         }
         if ev.class.is_standard() && Derive::has_utm(ev) {
-            c.campaign(em.memo.utm_id(ev), ev).observe(ev);
+            c.campaign(keys.key(events, i, Recipe::Utm), ev).observe(ev);
         }
     }
+    if let Some((_, at, n)) = day_run {
+        c.day(d, at).events += n;
+    }
+    post_run.end(events, &mut |id, e| c.post(id, e).observe(e));
+    video_run.end(events, &mut |id, e| c.video(id, e).observe(e));
     c.day(d, first.ts_action()).counts.sessions += 1;
+    let first_utm = keys.key(events, 0, Recipe::Utm);
     if Derive::has_utm(first) {
-        c.campaign(em.memo.utm_id(first), first).sessions += 1;
+        c.campaign(first_utm.clone(), first).sessions += 1;
     }
 
     let facts = SessionFacts {
@@ -346,9 +467,65 @@ pub(crate) fn build_session(
         extra_first,
         extra_last,
     };
-    em.row(Table::Sessions, out, |buf| d.push_session(&facts, buf));
+    // The visitor key is the md5 of the first event's apikey and visitor_site_id whenever
+    // both are non-empty texts (every event of the visitor then has the same two texts).
+    let non_empty = |f| first.str(f).is_some_and(|s| !s.is_empty());
+    let session_keys = SessionKeys {
+        session_key: session_key_value,
+        session_id: keys.key(events, 0, Recipe::SessionId),
+        avid: if non_empty(Field::Apikey) && non_empty(Field::VisitorSiteId) {
+            avid.clone()
+        } else {
+            Derive::apikey_visitor_id(first)
+        },
+        utm_id: first_utm,
+    };
+    em.row(Table::Sessions, out, |buf| {
+        d.push_session_keyed(&facts, session_keys, buf)
+    });
     em.keys.push((Table::Sessions, session_key));
-    Some(c)
+    c
+}
+
+/// The current run of consecutive sightings (events `first..=last`) of one post or video
+/// in [`build`]'s per-event loop; its first event was observed when the run started.
+#[derive(Default)]
+struct ContentRun<'e> {
+    run: Option<(&'e Arc<str>, usize, usize)>,
+}
+
+impl<'e> ContentRun<'e> {
+    /// Event `i` is a sighting of `id`: extends the run, or ends it (observing its last
+    /// event) and starts another (observing `events[i]`).
+    fn see(
+        &mut self,
+        id: &'e Arc<str>,
+        i: usize,
+        events: &'e [Event],
+        observe: &mut dyn FnMut(&'e Arc<str>, &'e Event),
+    ) {
+        if let Some((run_id, _, last)) = &mut self.run
+            && (Arc::ptr_eq(run_id, id) || ***run_id == **id)
+        {
+            *last = i;
+            return;
+        }
+        self.end(events, observe);
+        if let Some(ev) = events.get(i) {
+            observe(id, ev);
+            self.run = Some((id, i, i));
+        }
+    }
+
+    /// Ends the run: observes its last event (its first was observed when it started).
+    fn end(&mut self, events: &'e [Event], observe: &mut dyn FnMut(&'e Arc<str>, &'e Event)) {
+        if let Some((id, first, last)) = self.run.take()
+            && last != first
+            && let Some(ev) = events.get(last)
+        {
+            observe(id, ev);
+        }
+    }
 }
 
 /// The event's `event_id` as a shared string.
