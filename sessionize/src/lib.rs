@@ -99,13 +99,15 @@
 //! each run of sightings, static labels are shared values, and local times come from a
 //! precomputed table of the zone's offsets (1970 to 2100, jiff outside it). The run-end
 //! checkpoint gets the dedupe ids already in order. Measured on a decoded generated day
-//! (`dpl_gen`, 50,000 lines, `cargo bench -p dpl-sessionize`): 450 million instructions
-//! (valgrind) against 546 million before, the session building itself 168 against 246
-//! million; on one core of the shared 2-core machine, 160-190k events/s against 150-167k,
-//! and `dpl bench --events 200000` puts the sessionizer at about 3.1 to 3.4 times the
-//! decoder. The rest of the time is outside session building: dropping the events (every
-//! field of every heartbeat), inserting events into the visitors' open events (a deadline
-//! set updated per event), dedupe (hash map and heap) and md5 of the keys that do differ.
+//! (`dpl_gen`, 50,000 lines, the `cargo bench -p dpl-sessionize` input) under valgrind: 451
+//! million instructions against 546 million before, building the sessions 153 against 246
+//! million. On one core of the shared 2-core machine (200,000 generated events, decoded and
+//! sessionized object by object, thread CPU time) the sessionizer does 160-195k events/s,
+//! 3.2 to 3.5 times the decoder, against 2.9 to 3.1 before; `dpl bench` varies more with
+//! the machine's load and its first-touch page faults. The rest of the time is outside
+//! session building: dropping the events (every field of every heartbeat), inserting each
+//! event into its visitor's open events (a deadline set updated per event), dedupe (a hash
+//! map and a heap) and the md5 of the keys that do differ.
 //!
 //! So the state is bounded by one record per known visitor, post, video and campaign plus
 //! the events of the last `idle_timeout + allowed_lateness` (open sessions) and the ids of
