@@ -120,7 +120,7 @@ impl Sessionizer {
                 gate.dedupe.register(id, ts);
             }
             gate.dedupe.set_max(state.dedupe_max);
-            let (users, totals) = state.totals.split();
+            let (users, totals) = (state.totals.users, state.totals.content);
             content = ContentState::new(totals);
             // The shard of each visitor with open events, for its prior keys.
             let mut shard_of_avid: HashMap<Key, usize> = HashMap::default();
@@ -258,7 +258,10 @@ pub(crate) fn end_of_run(
         dedupe,
         open,
         priors,
-        totals: Totals::new(users, totals),
+        totals: Totals {
+            users,
+            content: totals,
+        },
     };
     (Checkpoint::new(run_id, state), stats)
 }

@@ -568,37 +568,13 @@ pub(crate) fn users_bytes(users: &HashMap<Key, User>) -> usize {
         .sum()
 }
 
-/// Every record the sessionizer keeps across runs, as the checkpoint stores it.
+/// Every record the sessionizer keeps across runs, as the checkpoint stores it (postcard
+/// writes the nested content fields as if they were inline: the format is unchanged).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Totals {
     #[serde(with = "ser::sorted_map")]
     pub users: HashMap<Key, User>,
-    #[serde(with = "ser::sorted_map")]
-    pub posts: HashMap<Arc<str>, Content>,
-    #[serde(with = "ser::sorted_map")]
-    pub videos: HashMap<Arc<str>, Content>,
-    #[serde(with = "ser::sorted_map")]
-    pub campaigns: HashMap<Key, Campaign>,
-}
-
-impl Totals {
-    pub(crate) fn new(users: HashMap<Key, User>, content: ContentTotals) -> Totals {
-        Totals {
-            users,
-            posts: content.posts,
-            videos: content.videos,
-            campaigns: content.campaigns,
-        }
-    }
-
-    pub(crate) fn split(self) -> (HashMap<Key, User>, ContentTotals) {
-        let content = ContentTotals {
-            posts: self.posts,
-            videos: self.videos,
-            campaigns: self.campaigns,
-        };
-        (self.users, content)
-    }
+    pub content: ContentTotals,
 }
 
 /// The event's `event_id`, shared (no copy of the text).
