@@ -702,7 +702,9 @@ impl<'n> Fields<'_, 'n, '_> {
                 }
             }
         };
-        let mut event = Event::empty(class, arrival);
+        // In field order, so that every value is appended to the event's stored fields.
+        self.present.sort_unstable();
+        let mut event = Event::with_capacity(class, arrival, self.present.len());
         for i in 0..self.present.len() {
             let Some(&f) = self.present.get(i) else { break };
             let Some(sub) = self.nodes.get(self.slots[f as usize]..) else {
@@ -722,7 +724,7 @@ impl<'n> Fields<'_, 'n, '_> {
                 f => convert(f, sub, self.scratch, self.buffers),
             };
             match value {
-                Some(v) => event.values[f as usize] = v,
+                Some(v) => event.set(f, v),
                 None => stats.coerced[f as usize] += 1,
             }
         }

@@ -19,6 +19,26 @@ use crate::shard::Prior;
 use crate::state::Totals;
 
 const MAGIC: &[u8; 8] = b"DPLSESS\0";
+
+/// A writer that counts and checksums what passes through it.
+struct Summed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Summed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let written = buf.get(..n).unwrap_or(buf);
+        self.crc.update(written);
+        self.len += written.len() as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 /// Bump on any change to [`Stored`] or the records it holds.
 pub(crate) const FORMAT_VERSION: u32 = 3;
 
@@ -117,18 +137,18 @@ impl Checkpoint {
     /// The encoded bytes (tests compare states with it).
     #[cfg(test)]
     pub(crate) fn state_summary(&self) -> Vec<u8> {
-        match self.encode_payload() {
-            Ok(payload) => {
-                let mut out = self.header(&payload);
-                out.extend_from_slice(&payload);
-                out
-            }
+        let mut out = std::io::Cursor::new(Vec::new());
+        match self.write_to(&mut out) {
+            Ok(()) => out.into_inner(),
             Err(_) => Vec::new(),
         }
     }
 
-    /// The payload, serialized straight from the state (no copy of it is built).
-    fn encode_payload(&self) -> Result<Vec<u8>, String> {
+    /// Writes the header and the payload, serialized straight from the state: neither a copy
+    /// of the state nor the encoded payload is held in memory (at the end of a large run the
+    /// payload alone is over a gigabyte). The header's length and CRC are written as zeros
+    /// first and filled in once the payload is out.
+    fn write_to<W: std::io::Write + std::io::Seek>(&self, w: &mut W) -> std::io::Result<()> {
         let s = &self.state;
         let stored = StoredRef {
             settings: &s.settings,
@@ -139,35 +159,49 @@ impl Checkpoint {
             priors: &s.priors,
             totals: &s.totals,
         };
-        postcard::to_stdvec(&stored).map_err(|e| e.to_string())
+        let start = w.stream_position()?;
+        let head = self.header(0, 0);
+        w.write_all(&head)?;
+        let (len, crc) = {
+            let mut body = Summed {
+                inner: std::io::BufWriter::with_capacity(1 << 20, &mut *w),
+                crc: crc32fast::Hasher::new(),
+                len: 0,
+            };
+            postcard::to_io(&stored, &mut body).map_err(std::io::Error::other)?;
+            body.inner.flush()?;
+            (body.len, body.crc.clone().finalize())
+        };
+        let end = w.stream_position()?;
+        // The length and CRC are the header's last 12 bytes.
+        w.seek(std::io::SeekFrom::Start(start + head.len() as u64 - 12))?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(&crc.to_le_bytes())?;
+        w.seek(std::io::SeekFrom::Start(end))?;
+        Ok(())
     }
 
-    /// The header for `payload`: magic, version, run id, length and CRC.
-    fn header(&self, payload: &[u8]) -> Vec<u8> {
+    /// The header: magic, version, run id, then the payload's length and CRC.
+    fn header(&self, len: u64, crc: u32) -> Vec<u8> {
         let run = self.run_id.as_bytes();
         let mut out = Vec::with_capacity(run.len() + 32);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&u32::try_from(run.len()).unwrap_or(u32::MAX).to_le_bytes());
         out.extend_from_slice(run);
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
     /// Atomic: writes `path.tmp`, fsyncs it, renames it to `path`, fsyncs the directory.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let payload = self
-            .encode_payload()
-            .map_err(|m| ck_err(path, format!("cannot encode the state: {m}")))?;
         let mut tmp = PathBuf::from(path);
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(".tmp");
         tmp.set_file_name(name);
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(&self.header(&payload))
-            .and_then(|()| f.write_all(&payload))
-            .map_err(|e| io_err(&tmp, e))?;
+        self.write_to(&mut f).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;

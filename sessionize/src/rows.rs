@@ -226,7 +226,7 @@ impl Derive {
     /// Pushes the event columns: the 122 raw fields, `EVENT_DERIVED`, one `_tz` per
     /// `TZ_FIELDS`, then `EVENT_DATE_PARTS`, with the keys of `keys`.
     fn push_event_columns(&self, ev: &Event, keys: EventKeys, out: &mut Vec<Value>) {
-        out.extend(ev.values.iter().cloned());
+        out.extend(ev.values().cloned());
         out.push(Value::Text(keys.avid));
         out.push(Value::opt_text(Derive::pageview_post_id(ev).cloned()));
         out.push(Value::Text(keys.utm_id));

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dpl_core::{Arrival, Class, Event, FIELD_COUNT, Value};
+use dpl_core::{ALL_FIELDS, Arrival, Class, Event, Value};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Mirror of [`Value`] for serialization.
@@ -108,33 +108,21 @@ impl StoredEvent {
             object: ev.arrival.object,
             line: ev.arrival.line,
             extra: V::from(&ev.extra),
-            values: ev
-                .values
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(i, v)| (i as u8, V::from(v)))
-                .collect(),
+            values: ev.fields().map(|(f, v)| (f as u8, V::from(v))).collect(),
         }
     }
 
     /// The event, or `None` when the stored form names an unknown class or field.
     pub(crate) fn into_event(self) -> Option<Event> {
         let class = *CLASSES.get(usize::from(self.class))?;
-        let mut ev = Event::empty(
-            class,
-            Arrival {
-                object: self.object,
-                line: self.line,
-            },
-        );
+        let arrival = Arrival {
+            object: self.object,
+            line: self.line,
+        };
+        let mut ev = Event::with_capacity(class, arrival, self.values.len());
         ev.extra = self.extra.into();
         for (i, v) in self.values {
-            let i = usize::from(i);
-            if i >= FIELD_COUNT {
-                return None;
-            }
-            *ev.values.get_mut(i)? = v.into();
+            ev.set(*ALL_FIELDS.get(usize::from(i))?, v.into());
         }
         Some(ev)
     }

@@ -617,10 +617,9 @@ fn emitted(
 /// Approximate bytes of an event held in memory.
 pub(crate) fn event_bytes(ev: &Event) -> usize {
     std::mem::size_of::<Event>()
-        + ev.values.len() * std::mem::size_of::<Value>()
-        + ev.values
-            .iter()
-            .map(crate::state::value_bytes)
+        + ev.field_count() * std::mem::size_of::<Value>()
+        + ev.fields()
+            .map(|(_, v)| crate::state::value_bytes(v))
             .sum::<usize>()
         + crate::state::value_bytes(&ev.extra)
 }

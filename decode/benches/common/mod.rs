@@ -162,7 +162,7 @@ fn bare_event(tape: &Tape<'_>, line: u64) -> Option<Event> {
         } else {
             Value::Text(Arc::from(value.encode()))
         };
-        event.values[field as usize] = v;
+        event.set(field, v);
     }
     Some(event)
 }
