@@ -53,18 +53,22 @@ pub struct Arrival {
 /// A decoded event: every schema field (null when missing or coerced), its class, and the
 /// value of the configured `extra_data` key.
 ///
-/// Only the non-null fields are stored, in field order, with each field's place among them:
-/// a typical event leaves a few dozen of the 122 fields null, and open sessions hold events
-/// for hours. [`Event::get`] of a field that is not set is [`Value::Null`].
+/// Only the non-null fields are stored, in field order, with each field's place among them.
+/// An event can also be stored as its differences from a *base* event ([`Event::share`]):
+/// a heartbeat repeats all but a handful of its page view's hundred-odd fields, and the
+/// sessionizer holds open sessions' events for hours. Either way [`Event::get`] reads the
+/// event's own value of a field: a field the event does not set is [`Value::Null`].
 ///
 /// Invariant for events that leave the decoder: `apikey`, `event_id`, `visitor_site_id` are
 /// non-empty text and `ts_action` is a time stamp.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct Event {
-    /// Per field, its index in `values`, or [`UNSET`].
+    /// Per field, its index in `values`, or [`UNSET`] (then the field is the base's).
     slots: [u8; FIELD_COUNT],
-    /// The non-null values, in field order.
+    /// The values stored here, in field order: all non-null.
     values: Vec<Value>,
+    /// Where the fields not stored here are read from (a base has no base itself).
+    base: Option<Arc<Event>>,
     pub class: Class,
     /// `custom_extra_data`: the configured key of `extra_data` (SPEC.md section 3).
     pub extra: Value,
@@ -76,6 +80,28 @@ const UNSET: u8 = u8::MAX;
 
 const _: () = assert!(FIELD_COUNT < UNSET as usize, "a slot index fits in a u8");
 
+/// Events are equal when every field, the class, `extra` and the arrival are: how they are
+/// stored (shared or not) does not count.
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.class == other.class
+            && self.arrival == other.arrival
+            && self.extra == other.extra
+            && self.values().eq(other.values())
+    }
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("class", &self.class)
+            .field("arrival", &self.arrival)
+            .field("extra", &self.extra)
+            .field("fields", &self.fields().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 impl Event {
     /// An event with every field null (the decoder and tests fill it in).
     pub fn empty(class: Class, arrival: Arrival) -> Event {
@@ -86,6 +112,7 @@ impl Event {
         Event {
             slots: [UNSET; FIELD_COUNT],
             values: Vec::with_capacity(fields),
+            base: None,
             class,
             extra: Value::Null,
             arrival,
@@ -93,12 +120,16 @@ impl Event {
     }
     pub fn get(&self, f: Field) -> &Value {
         match self.slots[f as usize] {
-            UNSET => &NULL,
+            UNSET => self.base.as_deref().map_or(&NULL, |b| b.get(f)),
             i => self.values.get(usize::from(i)).unwrap_or(&NULL),
         }
     }
     /// Sets field `f` (null removes it). Setting fields in field order appends.
     pub fn set(&mut self, f: Field, v: Value) {
+        if v.is_null() && self.base.as_ref().is_some_and(|b| !b.get(f).is_null()) {
+            // A shared event cannot hide a field of its base: it stops sharing.
+            self.unshare();
+        }
         let f = f as usize;
         let slot = self.slots[f];
         if slot != UNSET {
@@ -137,22 +168,114 @@ impl Event {
     }
     /// Every field's value in schema order ([`FIELD_COUNT`] of them, null where not set).
     pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> + '_ {
-        self.slots.iter().map(|&s| match s {
-            UNSET => &NULL,
-            i => self.values.get(usize::from(i)).unwrap_or(&NULL),
-        })
+        ALL_FIELDS.iter().map(|&f| self.get(f))
     }
     /// The non-null fields with their values, in field order.
     pub fn fields(&self) -> impl Iterator<Item = (Field, &Value)> + '_ {
         ALL_FIELDS
             .iter()
-            .zip(&self.slots)
-            .filter(|(_, s)| **s != UNSET)
-            .filter_map(|(f, &s)| Some((*f, self.values.get(usize::from(s))?)))
+            .map(|&f| (f, self.get(f)))
+            .filter(|(_, v)| !v.is_null())
     }
     /// How many fields are non-null.
     pub fn field_count(&self) -> usize {
-        self.values.len()
+        match &self.base {
+            None => self.values.len(),
+            Some(_) => self.fields().count(),
+        }
+    }
+
+    /// This event stored as its differences from `base`, when it has every field `base` has
+    /// and at most `max_own` of its values differ from `base`'s; otherwise `Err(self)`,
+    /// unchanged. The event reads the same either way: only its memory changes (values
+    /// equal to the base's are dropped and read from the base).
+    ///
+    /// `base` must not itself be shared (its own base is not followed).
+    pub fn share(self, base: &Arc<Event>, max_own: usize) -> Result<Event, Event> {
+        if self.base.is_some() || base.base.is_some() {
+            return Err(self);
+        }
+        let mut own = 0;
+        for (mine, theirs) in self.slots.iter().zip(&base.slots) {
+            match (*mine, *theirs) {
+                (UNSET, UNSET) => {}
+                (UNSET, _) => return Err(self),
+                (_, UNSET) => own += 1,
+                (i, j) => {
+                    if self.values.get(usize::from(i)) != base.values.get(usize::from(j)) {
+                        own += 1;
+                    }
+                }
+            }
+            if own > max_own {
+                return Err(self);
+            }
+        }
+        let mut shared = Event {
+            slots: [UNSET; FIELD_COUNT],
+            values: Vec::with_capacity(own),
+            base: Some(Arc::clone(base)),
+            class: self.class,
+            extra: self.extra,
+            arrival: self.arrival,
+        };
+        let mut values = self.values.into_iter();
+        for (f, (mine, theirs)) in self.slots.iter().zip(&base.slots).enumerate() {
+            if *mine == UNSET {
+                continue;
+            }
+            let Some(v) = values.next() else { break };
+            let same = *theirs != UNSET && base.values.get(usize::from(*theirs)) == Some(&v);
+            if !same {
+                shared.slots[f] = shared.values.len() as u8;
+                shared.values.push(v);
+            }
+        }
+        Ok(shared)
+    }
+
+    /// This event moved into a base for others to [`share`](Event::share) with, and the
+    /// event itself stored as nothing but that base (it reads the same). `Err(self)` when
+    /// the event is already shared.
+    pub fn into_base(self) -> Result<(Arc<Event>, Event), Event> {
+        if self.base.is_some() {
+            return Err(self);
+        }
+        let (class, extra, arrival) = (self.class, self.extra.clone(), self.arrival);
+        let base = Arc::new(self);
+        let event = Event {
+            slots: [UNSET; FIELD_COUNT],
+            values: Vec::new(),
+            base: Some(Arc::clone(&base)),
+            class,
+            extra,
+            arrival,
+        };
+        Ok((base, event))
+    }
+
+    /// The values stored in this event itself (all of them unless it is shared).
+    pub fn own_values(&self) -> &[Value] {
+        &self.values
+    }
+
+    /// Whether this event reads some of its fields from a base ([`Event::share`]).
+    pub fn is_shared(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// Stores every field here again, dropping the base.
+    fn unshare(&mut self) {
+        if self.base.is_none() {
+            return;
+        }
+        let fields: Vec<(Field, Value)> = self.fields().map(|(f, v)| (f, v.clone())).collect();
+        self.base = None;
+        self.slots = [UNSET; FIELD_COUNT];
+        self.values = Vec::with_capacity(fields.len());
+        for (f, v) in fields {
+            self.set(f, v);
+        }
     }
     pub fn str(&self, f: Field) -> Option<&str> {
         self.get(f).as_str()
@@ -247,5 +370,48 @@ mod tests {
         a.set(last, Value::Int(1));
         assert_eq!(a.get(last), &Value::Int(1));
         assert_eq!(a.values().last(), Some(&Value::Int(1)));
+    }
+
+    #[test]
+    fn a_shared_event_reads_like_the_original() {
+        let mut page = Event::empty(Class::Pageview, arrival());
+        page.set(Field::Action, Value::text("pageview"));
+        page.set(Field::Url, Value::text("http://a.com/x"));
+        page.set(Field::IpCity, Value::text("Boston"));
+        page.set(Field::EventId, Value::text("e1"));
+        let page = Arc::new(page);
+        let mut beat = Event::empty(Class::Heartbeat, Arrival { object: 0, line: 2 });
+        beat.set(Field::Action, Value::text("heartbeat"));
+        beat.set(Field::Url, Value::text("http://a.com/x"));
+        beat.set(Field::IpCity, Value::text("Boston"));
+        beat.set(Field::EventId, Value::text("e2"));
+        beat.set(Field::EngagedTimeInc, Value::Int(5));
+        let original = beat.clone();
+        // Three values differ (action, event id, engaged time): not with at most two.
+        let beat = beat.share(&page, 2).unwrap_err();
+        assert!(!beat.is_shared());
+        let mut shared = beat.share(&page, 3).expect("three own values");
+        assert!(shared.is_shared());
+        assert_eq!(shared.values.len(), 3, "url and city are read from the page view");
+        assert_eq!(shared, original);
+        assert_eq!(shared.field_count(), 5);
+        assert_eq!(shared.get(Field::Url), &Value::text("http://a.com/x"));
+        assert_eq!(
+            shared.fields().collect::<Vec<_>>(),
+            original.fields().collect::<Vec<_>>()
+        );
+        // Hiding a field of the base stops sharing; the event still reads right.
+        shared.set(Field::IpCity, Value::Null);
+        let mut expected = original.clone();
+        expected.set(Field::IpCity, Value::Null);
+        assert!(!shared.is_shared());
+        assert_eq!(shared, expected);
+        // An event without a field its base has is not shared.
+        let mut bare = Event::empty(Class::Heartbeat, arrival());
+        bare.set(Field::Url, Value::text("http://a.com/x"));
+        assert!(bare.share(&page, 10).is_err());
+        // Nor against a shared base.
+        let other = Arc::new(original.clone().share(&page, 3).expect("shares"));
+        assert!(original.share(&other, 10).is_err());
     }
 }

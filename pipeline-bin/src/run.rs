@@ -93,7 +93,9 @@ reload_changed = true (DPL_RELOAD_CHANGED=true) to load it again",
     outcome.bytes_read = to_read.iter().map(|o| o.size).sum();
 
     let cap = config.pipeline.channel_batches;
-    let (raw_tx, raw_rx) = async_channel::bounded(config.source.concurrency.max(1));
+    // Fetched objects wait in the reader's window of `source.concurrency` fetches; the
+    // channel only needs one ready for each decode worker.
+    let (raw_tx, raw_rx) = async_channel::bounded(config.pipeline.decode_workers.max(1));
     let (dec_tx, dec_rx) = async_channel::bounded::<DecodedBatch>(cap);
     let (tap_tx, tap_rx) = async_channel::bounded::<DecodedBatch>(cap);
     let (row_tx, row_rx) = async_channel::bounded(cap);

@@ -12,6 +12,7 @@ use dpl_core::Event;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
+use crate::dedupe::DedupeIds;
 use crate::derive::Key;
 use crate::error::Error;
 use crate::ser::StoredEvent;
@@ -48,7 +49,7 @@ pub(crate) struct State {
     pub settings: Settings,
     pub watermark: i64,
     pub dedupe_max: i64,
-    pub dedupe: Vec<(Arc<str>, i64)>,
+    pub dedupe: DedupeIds,
     pub open: Vec<Event>,
     /// Per visitor with open sessions, the keys they were emitted under (sorted by visitor).
     pub priors: Vec<(Key, Prior)>,
@@ -72,7 +73,7 @@ struct StoredRef<'a> {
     settings: &'a Settings,
     watermark: i64,
     dedupe_max: i64,
-    dedupe: &'a [(Arc<str>, i64)],
+    dedupe: &'a DedupeIds,
     open: OpenEvents<'a>,
     priors: &'a [(Key, Prior)],
     totals: &'a Totals,
@@ -283,7 +284,7 @@ impl Checkpoint {
                 settings: stored.settings,
                 watermark: stored.watermark,
                 dedupe_max: stored.dedupe_max,
-                dedupe: stored.dedupe,
+                dedupe: DedupeIds::from_texts(stored.dedupe),
                 open,
                 priors: stored.priors,
                 totals: stored.totals,

@@ -1,22 +1,32 @@
 //! Dedupe by `event_id` within `dedupe_window` of the largest `ts_action` seen.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
+
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
 
 use crate::derive::HashMap;
 
 /// Event ids with their `ts_action`, exact (no hashing-only set), evicted by time.
 ///
-/// Only ids whose `ts_action` is within the window of the largest one registered are kept,
-/// within a run as across runs, so memory follows the traffic of the last `dedupe_window`,
-/// not the length of the run.
+/// Only ids whose `ts_action` is within the window of the largest one registered count, and
+/// ids out of the window are swept out of memory each time the window has moved on by an
+/// eighth of itself, within a run as across runs: memory follows the traffic of the last
+/// `dedupe_window` (and an eighth), not the length of the run.
+///
+/// A day of 5 million events keeps 5 million ids, so they are held compactly: an id in the
+/// canonical UUID form (36 characters, lowercase hex and dashes, as DPL writes them) as its
+/// 128 bits; any other id as its text.
 pub(crate) struct Dedupe {
     window: i64,
     /// Largest `ts_action` registered (activity and bots).
     max: i64,
-    ids: HashMap<Arc<str>, i64>,
-    by_ts: BinaryHeap<Reverse<(i64, Arc<str>)>>,
+    uuids: HashMap<u128, i64>,
+    others: HashMap<Arc<str>, i64>,
+    /// The floor when ids were last swept.
+    swept: i64,
 }
 
 impl Dedupe {
@@ -24,8 +34,9 @@ impl Dedupe {
         Dedupe {
             window,
             max: i64::MIN,
-            ids: HashMap::default(),
-            by_ts: BinaryHeap::new(),
+            uuids: HashMap::default(),
+            others: HashMap::default(),
+            swept: i64::MIN,
         }
     }
 
@@ -34,33 +45,30 @@ impl Dedupe {
     }
 
     /// Whether a copy of `id` was kept within the window (decided from timestamps, not
-    /// from when eviction ran, so the answer does not depend on batch sizes).
-    pub(crate) fn is_duplicate(&self, id: &str) -> bool {
-        self.ids.get(id).is_some_and(|&ts| ts >= self.floor())
+    /// from when ids were swept, so the answer does not depend on batch sizes); if not,
+    /// remembers `id` at `ts`.
+    pub(crate) fn check_and_register(&mut self, id: &Arc<str>, ts: i64) -> bool {
+        let floor = self.floor();
+        let duplicate = match uuid_bits(id) {
+            Some(bits) => seen(self.uuids.entry(bits), floor, ts),
+            None => seen(self.others.entry(Arc::clone(id)), floor, ts),
+        };
+        if !duplicate {
+            self.max = self.max.max(ts);
+        }
+        duplicate
     }
 
-    /// Remembers a kept event.
-    pub(crate) fn register(&mut self, id: Arc<str>, ts: i64) {
-        self.ids.insert(id.clone(), ts);
-        self.by_ts.push(Reverse((ts, id)));
-        self.max = self.max.max(ts);
-    }
-
-    /// Forgets the ids that left the window.
+    /// Forgets the ids that left the window, once it has moved on by an eighth of itself
+    /// since the last time.
     pub(crate) fn evict(&mut self) {
         let floor = self.floor();
-        while let Some(Reverse((ts, _))) = self.by_ts.peek() {
-            if *ts >= floor {
-                break;
-            }
-            let Some(Reverse((ts, id))) = self.by_ts.pop() else {
-                break;
-            };
-            // A later copy registered again (after leaving the window) has another ts.
-            if self.ids.get(&id) == Some(&ts) {
-                self.ids.remove(&id);
-            }
+        if floor < self.swept.saturating_add(self.window / 8) {
+            return;
         }
+        self.uuids.retain(|_, ts| *ts >= floor);
+        self.others.retain(|_, ts| *ts >= floor);
+        self.swept = floor;
     }
 
     pub(crate) fn max(&self) -> i64 {
@@ -69,34 +77,150 @@ impl Dedupe {
     pub(crate) fn set_max(&mut self, max: i64) {
         self.max = max;
     }
+    /// Ids held in memory (within the window or not swept yet).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.ids.len()
+        self.uuids.len() + self.others.len()
     }
-    /// The remembered ids with their `ts_action`, in id order (the order of the checkpoint,
-    /// so that sorting them again there is a linear check). Sorted by the first 16 bytes as
-    /// one integer, then by the whole id on ties: no string is read in most comparisons.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Arc<str>, i64)> {
-        let mut v: Vec<(u128, &Arc<str>, i64)> =
-            self.ids.iter().map(|(k, &ts)| (prefix(k), k, ts)).collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        v.into_iter().map(|(_, k, ts)| (k, ts))
+    /// The ids within the window with their `ts_action`, in id order: what the checkpoint
+    /// keeps.
+    pub(crate) fn entries(&self) -> DedupeIds {
+        let floor = self.floor();
+        let mut uuids: Vec<(u128, i64)> = self
+            .uuids
+            .iter()
+            .filter(|(_, ts)| **ts >= floor)
+            .map(|(k, ts)| (*k, *ts))
+            .collect();
+        uuids.sort_unstable();
+        let mut others: Vec<(Arc<str>, i64)> = self
+            .others
+            .iter()
+            .filter(|(_, ts)| **ts >= floor)
+            .map(|(k, ts)| (Arc::clone(k), *ts))
+            .collect();
+        others.sort_unstable();
+        DedupeIds { uuids, others }
+    }
+    /// Restores the ids of a checkpoint.
+    pub(crate) fn restore(&mut self, ids: DedupeIds) {
+        for (bits, ts) in ids.uuids {
+            self.uuids.insert(bits, ts);
+            self.max = self.max.max(ts);
+        }
+        for (id, ts) in ids.others {
+            self.others.insert(id, ts);
+            self.max = self.max.max(ts);
+        }
     }
     /// Approximate bytes held.
     pub(crate) fn bytes(&self) -> usize {
-        self.ids.keys().map(|k| k.len() + 16 + 24 + 8 + 24).sum()
+        self.uuids.len() * 32 + self.others.keys().map(|k| k.len() + 16 + 32).sum::<usize>()
     }
 }
 
-/// The first 16 bytes of `id`, zero-padded, as a big-endian integer: when two ids' prefixes
-/// differ, they order the ids as their bytes do (a shorter id is padded with zeros, which
-/// sort first, as a prefix does).
-fn prefix(id: &str) -> u128 {
-    let mut b = [0u8; 16];
-    for (d, s) in b.iter_mut().zip(id.as_bytes()) {
-        *d = *s;
+/// Whether the id of `entry` is held at `floor` or later; if not, holds it at `ts`.
+fn seen<K>(entry: Entry<'_, K, i64>, floor: i64, ts: i64) -> bool {
+    match entry {
+        Entry::Occupied(o) if *o.get() >= floor => true,
+        Entry::Occupied(mut o) => {
+            o.insert(ts);
+            false
+        }
+        Entry::Vacant(v) => {
+            v.insert(ts);
+            false
+        }
     }
-    u128::from_be_bytes(b)
+}
+
+/// The ids a checkpoint keeps, in id order; serialized as the sequence of `(id, ts_action)`
+/// with every id as its text.
+#[derive(Default)]
+pub(crate) struct DedupeIds {
+    uuids: Vec<(u128, i64)>,
+    others: Vec<(Arc<str>, i64)>,
+}
+
+impl DedupeIds {
+    pub(crate) fn len(&self) -> usize {
+        self.uuids.len() + self.others.len()
+    }
+    /// The ids as the checkpoint stores them.
+    pub(crate) fn from_texts(ids: Vec<(Arc<str>, i64)>) -> DedupeIds {
+        let mut out = DedupeIds::default();
+        for (id, ts) in ids {
+            match uuid_bits(&id) {
+                Some(bits) => out.uuids.push((bits, ts)),
+                None => out.others.push((id, ts)),
+            }
+        }
+        out
+    }
+}
+
+impl Serialize for DedupeIds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        let (mut u, mut o) = (self.uuids.iter().peekable(), self.others.iter().peekable());
+        loop {
+            let take_uuid = match (u.peek(), o.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((bits, _)), Some((text, _))) => {
+                    uuid_text(*bits).as_slice().cmp(text.as_bytes()) == Ordering::Less
+                }
+            };
+            if take_uuid {
+                if let Some((bits, ts)) = u.next() {
+                    let text = uuid_text(*bits);
+                    let text = std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?;
+                    seq.serialize_element(&(text, *ts))?;
+                }
+            } else if let Some((text, ts)) = o.next() {
+                seq.serialize_element(&(&**text, *ts))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
+
+/// The 128 bits of an id in the canonical UUID form (32 lowercase hex digits in groups of
+/// 8-4-4-4-12), whose text [`uuid_text`] gives back byte for byte; `None` for any other id.
+/// The bits order as the texts do.
+fn uuid_bits(id: &str) -> Option<u128> {
+    let b = id.as_bytes();
+    if b.len() != 36 || UUID_DASHES.iter().any(|&i| b.get(i) != Some(&b'-')) {
+        return None;
+    }
+    let mut bits = 0u128;
+    for (i, &c) in b.iter().enumerate() {
+        let nibble = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'-' if UUID_DASHES.contains(&i) => continue,
+            _ => return None,
+        };
+        bits = bits << 4 | u128::from(nibble);
+    }
+    Some(bits)
+}
+
+fn uuid_text(bits: u128) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut shift = 128;
+    for (i, c) in out.iter_mut().enumerate() {
+        if UUID_DASHES.contains(&i) {
+            continue;
+        }
+        shift -= 4;
+        *c = HEX[((bits >> shift) & 0xf) as usize];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -105,34 +229,63 @@ mod tests {
 
     const H: i64 = 3_600_000_000;
 
+    fn seen(d: &mut Dedupe, id: &str, ts: i64) -> bool {
+        d.check_and_register(&Arc::from(id), ts)
+    }
+
     #[test]
     fn ids_leave_memory_once_the_window_passes_them() {
-        let mut d = Dedupe::new(2 * H);
-        d.register(Arc::from("a"), 0);
-        d.register(Arc::from("b"), H);
-        d.evict();
-        assert_eq!(d.len(), 2);
-        assert!(d.is_duplicate("a"));
-        // The largest ts moves to 2h + 1us: "a" (at 0) is out of the window, "b" is not.
-        d.register(Arc::from("c"), 2 * H + 1);
-        assert!(
-            !d.is_duplicate("a"),
-            "out of the window before eviction ran"
-        );
-        assert!(d.is_duplicate("b"));
-        d.evict();
-        assert_eq!(d.len(), 2, "a evicted within the run");
-        // A copy of "a" arriving now is a new event (SPEC.md: its row shares a key, which
-        // the sink counts); registered, it is out of the window at once and evicted again.
-        d.register(Arc::from("a"), 0);
-        assert!(!d.is_duplicate("a"));
-        d.evict();
-        assert_eq!(d.len(), 2);
-        d.register(Arc::from("d"), 3 * H + 1);
-        d.evict();
-        assert!(!d.is_duplicate("b"));
-        assert!(d.is_duplicate("c"));
-        assert_eq!(d.len(), 2, "b left, c and d stay");
+        for uuids in [false, true] {
+            // The same story with ids held as text and as UUID bits.
+            let id = |s: &str| {
+                if uuids {
+                    format!("{:0>8}-0000-0000-0000-000000000000", s.as_bytes()[0])
+                } else {
+                    s.to_owned()
+                }
+            };
+            let (a, b, c, d_) = (id("a"), id("b"), id("c"), id("d"));
+            let mut d = Dedupe::new(2 * H);
+            assert!(!seen(&mut d, &a, 0));
+            assert!(!seen(&mut d, &b, H));
+            d.evict();
+            assert_eq!(d.len(), 2);
+            assert!(seen(&mut d, &a, 5), "a copy within the window");
+            // The largest ts moves to 2h + 1us: "a" (at 0) is out of the window, "b" is not.
+            assert!(!seen(&mut d, &c, 2 * H + 1));
+            assert!(seen(&mut d, &b, 0));
+            d.evict();
+            assert_eq!(d.len(), 2, "a swept within the run");
+            // A copy of "a" arriving now is a new event (SPEC.md: its row shares a key, which
+            // the sink counts); held out of the window until the window moves on by an eighth.
+            assert!(!seen(&mut d, &a, 0));
+            d.evict();
+            assert_eq!(d.len(), 3);
+            assert_eq!(d.entries().len(), 2, "the checkpoint keeps the window only");
+            assert!(!seen(&mut d, &d_, 3 * H + 1));
+            d.evict();
+            assert!(!seen(&mut d, &b, H + 2), "b left the window");
+            assert!(seen(&mut d, &c, 0));
+            d.evict();
+            assert_eq!(d.len(), 3, "a swept; b (again), c and d stay");
+        }
+    }
+
+    #[test]
+    fn uuid_ids_are_held_as_bits_and_give_back_their_text() {
+        let id = "8672db75-fbd1-1bdb-3c25-89acc270e4a3";
+        let bits = uuid_bits(id).expect("canonical");
+        assert_eq!(&uuid_text(bits), id.as_bytes());
+        for other in [
+            "8672DB75-fbd1-1bdb-3c25-89acc270e4a3",
+            "8672db75fbd1-1bdb-3c25-89acc270e4a3-",
+            "8672db75-fbd1-1bdb-3c25-89acc270e4a",
+            "8672db75-fbd1-1bdb-3c25-89acc270e4a3a",
+            "8672db75-fbd1-1bdb-3c25-89acc270e4g3",
+            "8672db75+fbd1-1bdb-3c25-89acc270e4a3",
+        ] {
+            assert_eq!(uuid_bits(other), None, "{other}");
+        }
     }
 
     #[test]
@@ -151,18 +304,31 @@ mod tests {
             "\u{e9}t\u{e9}",
             "zz",
             "0123456789abcdeg",
+            "01234567-89ab-cdef-0123-456789abcdef",
+            "01234567-89ab-cdef-0123-456789abcdeF",
+            "01234567-89ab-cdef-0123-456789abcdef0",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            "00000000-0000-0000-0000-000000000000",
+            "0123456789abcdef-",
+            "a0000000-0000-0000-0000-000000000000",
         ];
         let mut d = Dedupe::new(i64::MAX);
         for (i, id) in ids.iter().enumerate() {
-            d.register(Arc::from(*id), i as i64);
+            assert!(!seen(&mut d, id, i as i64));
         }
-        let got: Vec<(&str, i64)> = d.entries().map(|(k, ts)| (&**k, ts)).collect();
-        let mut want: Vec<(&str, i64)> = ids
+        let stored = postcard::to_stdvec(&d.entries()).expect("encodes");
+        let got: Vec<(String, i64)> = postcard::from_bytes(&stored).expect("decodes");
+        let mut want: Vec<(String, i64)> = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| (*id, i as i64))
+            .map(|(i, id)| ((*id).to_owned(), i as i64))
             .collect();
         want.sort();
         assert_eq!(got, want);
+        // Restored, the same ids come out again.
+        let texts = got.into_iter().map(|(k, ts)| (Arc::from(k), ts)).collect();
+        let mut again = Dedupe::new(i64::MAX);
+        again.restore(DedupeIds::from_texts(texts));
+        assert_eq!(postcard::to_stdvec(&again.entries()).expect("encodes"), stored);
     }
 }

@@ -75,16 +75,15 @@ impl Gate {
             r.errors.extend(batch.errors);
         }
         for ev in batch.events {
-            if self.dedupe.is_duplicate(ev.event_id()) {
+            let ts = ev.ts_action();
+            let duplicate = match ev.get(Field::EventId) {
+                Value::Text(id) => self.dedupe.check_and_register(id, ts),
+                _ => self.dedupe.check_and_register(&Arc::from(ev.event_id()), ts),
+            };
+            if duplicate {
                 self.duplicates += 1;
                 continue;
             }
-            let id = match ev.get(Field::EventId) {
-                Value::Text(id) => id.clone(),
-                _ => Arc::from(ev.event_id()),
-            };
-            let ts = ev.ts_action();
-            self.dedupe.register(id, ts);
             let shard = shard_of(ev.apikey(), ev.visitor_site_id(), n);
             let item = if ev.class == Class::Bot {
                 Item::Bot(ev)

@@ -116,9 +116,7 @@ impl Sessionizer {
             }
             gate.watermark = state.watermark;
             gate.dedupe.set_max(state.dedupe_max);
-            for (id, ts) in state.dedupe {
-                gate.dedupe.register(id, ts);
-            }
+            gate.dedupe.restore(state.dedupe);
             gate.dedupe.set_max(state.dedupe_max);
             let (users, totals) = (state.totals.users, state.totals.content);
             content = ContentState::new(totals);
@@ -242,12 +240,7 @@ pub(crate) fn end_of_run(
         ))
     });
     priors.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut dedupe: Vec<(Arc<str>, i64)> = gate
-        .dedupe
-        .entries()
-        .map(|(k, ts)| (k.clone(), ts))
-        .collect();
-    dedupe.sort();
+    let dedupe = gate.dedupe.entries();
     let totals = content.state.totals;
     stats.state_bytes =
         (users_bytes(&users) + totals.bytes() + gate.dedupe.bytes()) as u64 + open_bytes;
