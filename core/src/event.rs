@@ -67,6 +67,8 @@ pub struct Event {
     slots: [u8; FIELD_COUNT],
     /// The values stored here, in field order: all non-null.
     values: Vec<Value>,
+    /// One past the last field stored here (0 when none is).
+    end: u8,
     /// Where the fields not stored here are read from (a base has no base itself).
     base: Option<Arc<Event>>,
     pub class: Class,
@@ -112,6 +114,7 @@ impl Event {
         Event {
             slots: [UNSET; FIELD_COUNT],
             values: Vec::with_capacity(fields),
+            end: 0,
             base: None,
             class,
             extra: Value::Null,
@@ -124,7 +127,20 @@ impl Event {
             i => self.values.get(usize::from(i)).unwrap_or(&NULL),
         }
     }
-    /// Sets field `f` (null removes it). Setting fields in field order appends.
+    /// Sets field `f`, which comes after every field set so far (as the decoder sets
+    /// them): the value is appended. Otherwise the same as [`Event::set`].
+    pub fn push(&mut self, f: Field, v: Value) {
+        let fi = f as usize;
+        if fi >= usize::from(self.end) && self.base.is_none() && !v.is_null() {
+            self.slots[fi] = self.values.len() as u8;
+            self.values.push(v);
+            self.end = fi as u8 + 1;
+        } else {
+            self.set(f, v);
+        }
+    }
+
+    /// Sets field `f` (null removes it).
     pub fn set(&mut self, f: Field, v: Value) {
         if v.is_null() && self.base.as_ref().is_some_and(|b| !b.get(f).is_null()) {
             // A shared event cannot hide a field of its base: it stops sharing.
@@ -141,6 +157,7 @@ impl Event {
                     .iter_mut()
                     .filter(|s| **s != UNSET)
                     .for_each(|s| *s -= 1);
+                self.end = self.slots.iter().rposition(|s| *s != UNSET).map_or(0, |p| p as u8 + 1);
             } else {
                 self.values[i] = v;
             }
@@ -165,6 +182,7 @@ impl Event {
                 .for_each(|s| *s += 1);
         }
         self.slots[f] = i as u8;
+        self.end = self.end.max(f as u8 + 1);
     }
     /// Every field's value in schema order ([`FIELD_COUNT`] of them, null where not set).
     pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> + '_ {
@@ -195,40 +213,43 @@ impl Event {
         if self.base.is_some() || base.base.is_some() {
             return Err(self);
         }
+        // Bit `f` set: field `f` differs from the base's (compared once, used twice).
+        let mut differs = 0u128;
         let mut own = 0;
-        for (mine, theirs) in self.slots.iter().zip(&base.slots) {
-            match (*mine, *theirs) {
-                (UNSET, UNSET) => {}
+        for (f, (mine, theirs)) in self.slots.iter().zip(&base.slots).enumerate() {
+            let same = match (*mine, *theirs) {
+                (UNSET, UNSET) => continue,
                 (UNSET, _) => return Err(self),
-                (_, UNSET) => own += 1,
-                (i, j) => {
-                    if self.values.get(usize::from(i)) != base.values.get(usize::from(j)) {
-                        own += 1;
-                    }
+                (_, UNSET) => false,
+                (i, j) => self.values.get(usize::from(i)) == base.values.get(usize::from(j)),
+            };
+            if !same {
+                differs |= 1 << f;
+                own += 1;
+                if own > max_own {
+                    return Err(self);
                 }
-            }
-            if own > max_own {
-                return Err(self);
             }
         }
         let mut shared = Event {
             slots: [UNSET; FIELD_COUNT],
             values: Vec::with_capacity(own),
+            end: 0,
             base: Some(Arc::clone(base)),
             class: self.class,
             extra: self.extra,
             arrival: self.arrival,
         };
         let mut values = self.values.into_iter();
-        for (f, (mine, theirs)) in self.slots.iter().zip(&base.slots).enumerate() {
+        for (f, mine) in self.slots.iter().enumerate() {
             if *mine == UNSET {
                 continue;
             }
             let Some(v) = values.next() else { break };
-            let same = *theirs != UNSET && base.values.get(usize::from(*theirs)) == Some(&v);
-            if !same {
+            if differs & (1 << f) != 0 {
                 shared.slots[f] = shared.values.len() as u8;
                 shared.values.push(v);
+                shared.end = f as u8 + 1;
             }
         }
         Ok(shared)
@@ -246,6 +267,7 @@ impl Event {
         let event = Event {
             slots: [UNSET; FIELD_COUNT],
             values: Vec::new(),
+            end: 0,
             base: Some(Arc::clone(&base)),
             class,
             extra,
@@ -273,8 +295,9 @@ impl Event {
         self.base = None;
         self.slots = [UNSET; FIELD_COUNT];
         self.values = Vec::with_capacity(fields.len());
+        self.end = 0;
         for (f, v) in fields {
-            self.set(f, v);
+            self.push(f, v);
         }
     }
     pub fn str(&self, f: Field) -> Option<&str> {
@@ -365,6 +388,20 @@ mod tests {
         let mut b = Event::empty(Class::Heartbeat, arrival());
         b.set(Field::Url, Value::text("v"));
         assert_eq!(a, b);
+        // push appends in field order and sets like set otherwise.
+        let mut c = Event::empty(Class::Heartbeat, arrival());
+        c.push(Field::Url, Value::text("v"));
+        c.push(Field::Apikey, Value::text("k"));
+        c.push(Field::Action, Value::Null);
+        let mut d = Event::empty(Class::Heartbeat, arrival());
+        d.set(Field::Apikey, Value::text("k"));
+        d.set(Field::Url, Value::text("v"));
+        assert_eq!(c, d);
+        assert_eq!(c.values, d.values);
+        c.set(Field::Url, Value::Null);
+        c.push(Field::Url, Value::text("w"));
+        assert_eq!(c.get(Field::Url), &Value::text("w"));
+        assert_eq!(c.field_count(), 2);
         // The last field (bit 121) works like any other.
         let last = ALL_FIELDS[FIELD_COUNT - 1];
         a.set(last, Value::Int(1));

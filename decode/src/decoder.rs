@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, ErrorKind};
 use std::sync::Arc;
 
 use dpl_core::{
-    Arrival, Class, DecodeStats, DecodedBatch, ErrorReason, ErrorRow, Event, FIELD_COUNT, Field,
+    ALL_FIELDS, Arrival, Class, DecodeStats, DecodedBatch, ErrorReason, ErrorRow, Event, FIELD_COUNT, Field,
     RawObject, Value,
 };
 use simd_json::{Buffers, Node, StaticNode, Tape};
@@ -702,12 +702,14 @@ impl<'n> Fields<'_, 'n, '_> {
                 }
             }
         };
-        // In field order, so that every value is appended to the event's stored fields.
-        self.present.sort_unstable();
         let mut event = Event::with_capacity(class, arrival, self.present.len());
-        for i in 0..self.present.len() {
-            let Some(&f) = self.present.get(i) else { break };
-            let Some(sub) = self.nodes.get(self.slots[f as usize]..) else {
+        // In field order, so that every value is appended to the event's stored fields.
+        for &f in ALL_FIELDS {
+            let slot = self.slots[f as usize];
+            if slot == ABSENT {
+                continue;
+            }
+            let Some(sub) = self.nodes.get(slot..) else {
                 continue;
             };
             let privacy = &self.dec.privacy;
@@ -724,7 +726,7 @@ impl<'n> Fields<'_, 'n, '_> {
                 f => convert(f, sub, self.scratch, self.buffers),
             };
             match value {
-                Some(v) => event.set(f, v),
+                Some(v) => event.push(f, v),
                 None => stats.coerced[f as usize] += 1,
             }
         }

@@ -20,9 +20,10 @@
 //!   its thread, with a router and a collector that keep the output order a function of the
 //!   input (see `stage.rs`). The rows, and the checkpoint byte for byte, are the same for
 //!   any number of shards, and a checkpoint loads into any number of shards.
-//! - Dedupe: ids are kept exactly (a map id to `ts_action` plus a min-heap by time for
-//!   eviction) while their `ts_action` is within `dedupe_window` of the largest seen, and
-//!   evicted after every batch as that largest moves, within a run as across runs.
+//! - Dedupe: ids are kept exactly (a map id to `ts_action`; an id in the canonical UUID form
+//!   as its 128 bits, any other as its text) and count while their `ts_action` is within
+//!   `dedupe_window` of the largest seen; ids out of the window are swept from memory each
+//!   time the window moves on by an eighth of itself, within a run as across runs.
 //! - Watermark: the largest `ts_action` of the activity events so far, across runs. An
 //!   activity event more than `allowed_lateness` behind it is a straggler, kept for the run
 //!   end; every other event joins its visitor's open events (sorted by `ts_action`, then
@@ -78,13 +79,17 @@
 //! open sessions of 4 events; [`SessionizeStats::state_bytes`] is the in-memory estimate):
 //! - a known visitor: about 560 bytes in memory (record, key, kept days and pageview
 //!   times, hash slot) and about 130 bytes in the checkpoint;
-//! - an open session of the bench's 4 small events: about 13 KB in memory (every raw field
-//!   of every event is kept until the session is final: about 3 KB per event) and about
-//!   700 bytes in the checkpoint (non-null fields only; real events with long URLs and
-//!   metadata take 1 to 2 KB each), its withdrawable keys included (about 100 bytes per
-//!   visitor with open sessions plus 40 per orphan row);
-//! - a remembered event id (dedupe): about 100 bytes in memory and 33 in the checkpoint,
-//!   for every event of the last `dedupe_window` (48 h).
+//! - an open event: its non-null fields only, and of those only the ones that differ from
+//!   a *base* event of its visitor (one of the visitor's two latest events that did not
+//!   share: typically the page view or video start a heartbeat belongs to; see
+//!   `Event::share`). A heartbeat repeating a hundred-odd values of its page view then takes
+//!   a few hundred bytes instead of several kilobytes; the bases are held once. The
+//!   checkpoint stores every event whole (non-null fields, texts inline: 1 to 3 KB each for
+//!   real events with long URLs and metadata), its withdrawable keys included (about 100
+//!   bytes per visitor with open sessions plus 40 per orphan row);
+//! - a remembered event id (dedupe): about 40 bytes in memory for a UUID id (more for
+//!   others: the text is kept) and 33 in the checkpoint, for every event of the last
+//!   `dedupe_window` (48 h).
 //!
 //! # Speed
 //! Per event the hot path hashes the visitor as `(apikey, visitor_site_id)` (foldhash, no
@@ -105,9 +110,11 @@
 //! sessionized object by object, thread CPU time) the sessionizer does 160-195k events/s,
 //! 3.2 to 3.5 times the decoder, against 2.9 to 3.1 before; `dpl bench` varies more with
 //! the machine's load and its first-touch page faults. The rest of the time is outside
-//! session building: dropping the events (every field of every heartbeat), inserting each
-//! event into its visitor's open events (a deadline set updated per event), dedupe (a hash
-//! map and a heap) and the md5 of the keys that do differ.
+//! session building: comparing each event with its visitor's base to store it compactly
+//! (about 100 field comparisons, bought for memory: a 5-million-event day peaks at 1.8 GiB
+//! instead of 4.8), dropping the events, inserting each event into its visitor's open events
+//! (a deadline set updated per event), dedupe (one hash map lookup) and the md5 of the keys
+//! that do differ.
 //!
 //! So the state is bounded by one record per known visitor, post, video and campaign plus
 //! the events of the last `idle_timeout + allowed_lateness` (open sessions) and the ids of
