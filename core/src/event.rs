@@ -157,7 +157,11 @@ impl Event {
                     .iter_mut()
                     .filter(|s| **s != UNSET)
                     .for_each(|s| *s -= 1);
-                self.end = self.slots.iter().rposition(|s| *s != UNSET).map_or(0, |p| p as u8 + 1);
+                self.end = self
+                    .slots
+                    .iter()
+                    .rposition(|s| *s != UNSET)
+                    .map_or(0, |p| p as u8 + 1);
             } else {
                 self.values[i] = v;
             }
@@ -429,7 +433,11 @@ mod tests {
         assert!(!beat.is_shared());
         let mut shared = beat.share(&page, 3).expect("three own values");
         assert!(shared.is_shared());
-        assert_eq!(shared.values.len(), 3, "url and city are read from the page view");
+        assert_eq!(
+            shared.values.len(),
+            3,
+            "url and city are read from the page view"
+        );
         assert_eq!(shared, original);
         assert_eq!(shared.field_count(), 5);
         assert_eq!(shared.get(Field::Url), &Value::text("http://a.com/x"));

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, ErrorKind};
 use std::sync::Arc;
 
 use dpl_core::{
-    ALL_FIELDS, Arrival, Class, DecodeStats, DecodedBatch, ErrorReason, ErrorRow, Event, FIELD_COUNT, Field,
-    RawObject, Value,
+    ALL_FIELDS, Arrival, Class, DecodeStats, DecodedBatch, ErrorReason, ErrorRow, Event,
+    FIELD_COUNT, Field, RawObject, Value,
 };
 use simd_json::{Buffers, Node, StaticNode, Tape};
 

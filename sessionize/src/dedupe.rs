@@ -329,6 +329,9 @@ mod tests {
         let texts = got.into_iter().map(|(k, ts)| (Arc::from(k), ts)).collect();
         let mut again = Dedupe::new(i64::MAX);
         again.restore(DedupeIds::from_texts(texts));
-        assert_eq!(postcard::to_stdvec(&again.entries()).expect("encodes"), stored);
+        assert_eq!(
+            postcard::to_stdvec(&again.entries()).expect("encodes"),
+            stored
+        );
     }
 }

@@ -78,7 +78,9 @@ impl Gate {
             let ts = ev.ts_action();
             let duplicate = match ev.get(Field::EventId) {
                 Value::Text(id) => self.dedupe.check_and_register(id, ts),
-                _ => self.dedupe.check_and_register(&Arc::from(ev.event_id()), ts),
+                _ => self
+                    .dedupe
+                    .check_and_register(&Arc::from(ev.event_id()), ts),
             };
             if duplicate {
                 self.duplicates += 1;

@@ -589,7 +589,11 @@ impl Shard {
         let open_bytes = self
             .visitors
             .values()
-            .flat_map(|v| v.events.iter().chain(v.bases.iter().flatten().map(|b| &**b)))
+            .flat_map(|v| {
+                v.events
+                    .iter()
+                    .chain(v.bases.iter().flatten().map(|b| &**b))
+            })
             .map(event_bytes)
             .sum::<usize>()
             + self.visitors.len() * (std::mem::size_of::<Visitor>() + 32 + 16 + 48)
