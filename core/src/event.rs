@@ -207,15 +207,15 @@ impl Event {
         }
     }
 
-    /// This event stored as its differences from `base`, when it has every field `base` has
-    /// and at most `max_own` of its values differ from `base`'s; otherwise `Err(self)`,
-    /// unchanged. The event reads the same either way: only its memory changes (values
-    /// equal to the base's are dropped and read from the base).
+    /// Stores this event as its differences from `base`, when it has every field `base` has
+    /// and at most `max_own` of its values differ from `base`'s; returns whether it did
+    /// (otherwise the event is unchanged). The event reads the same either way: only its
+    /// memory changes (values equal to the base's are dropped and read from the base).
     ///
     /// `base` must not itself be shared (its own base is not followed).
-    pub fn share(self, base: &Arc<Event>, max_own: usize) -> Result<Event, Event> {
+    pub fn share(&mut self, base: &Arc<Event>, max_own: usize) -> bool {
         if self.base.is_some() || base.base.is_some() {
-            return Err(self);
+            return false;
         }
         // Bit `f` set: field `f` differs from the base's (compared once, used twice).
         let mut differs = 0u128;
@@ -223,7 +223,7 @@ impl Event {
         for (f, (mine, theirs)) in self.slots.iter().zip(&base.slots).enumerate() {
             let same = match (*mine, *theirs) {
                 (UNSET, UNSET) => continue,
-                (UNSET, _) => return Err(self),
+                (UNSET, _) => return false,
                 (_, UNSET) => false,
                 (i, j) => self.values.get(usize::from(i)) == base.values.get(usize::from(j)),
             };
@@ -231,53 +231,49 @@ impl Event {
                 differs |= 1 << f;
                 own += 1;
                 if own > max_own {
-                    return Err(self);
+                    return false;
                 }
             }
         }
-        let mut shared = Event {
-            slots: [UNSET; FIELD_COUNT],
-            values: Vec::with_capacity(own),
-            end: 0,
-            base: Some(Arc::clone(base)),
-            class: self.class,
-            extra: self.extra,
-            arrival: self.arrival,
-        };
-        let mut values = self.values.into_iter();
-        for (f, mine) in self.slots.iter().enumerate() {
-            if *mine == UNSET {
+        let mut values = std::mem::replace(&mut self.values, Vec::with_capacity(own)).into_iter();
+        self.end = 0;
+        for f in 0..FIELD_COUNT {
+            if self.slots[f] == UNSET {
                 continue;
             }
             let Some(v) = values.next() else { break };
             if differs & (1 << f) != 0 {
-                shared.slots[f] = shared.values.len() as u8;
-                shared.values.push(v);
-                shared.end = f as u8 + 1;
+                self.slots[f] = self.values.len() as u8;
+                self.values.push(v);
+                self.end = f as u8 + 1;
+            } else {
+                self.slots[f] = UNSET;
             }
         }
-        Ok(shared)
+        self.base = Some(Arc::clone(base));
+        true
     }
 
-    /// This event moved into a base for others to [`share`](Event::share) with, and the
-    /// event itself stored as nothing but that base (it reads the same). `Err(self)` when
-    /// the event is already shared.
-    pub fn into_base(self) -> Result<(Arc<Event>, Event), Event> {
+    /// Moves this event's values into a new base for others to [`share`](Event::share)
+    /// with, leaving the event stored as nothing but that base (it reads the same), and
+    /// returns the base; `None`, and the event unchanged, when it is already shared.
+    pub fn make_base(&mut self) -> Option<Arc<Event>> {
         if self.base.is_some() {
-            return Err(self);
+            return None;
         }
-        let (class, extra, arrival) = (self.class, self.extra.clone(), self.arrival);
-        let base = Arc::new(self);
-        let event = Event {
-            slots: [UNSET; FIELD_COUNT],
-            values: Vec::new(),
-            end: 0,
-            base: Some(Arc::clone(&base)),
-            class,
-            extra,
-            arrival,
-        };
-        Ok((base, event))
+        let base = Arc::new(Event {
+            slots: self.slots,
+            values: std::mem::take(&mut self.values),
+            end: self.end,
+            base: None,
+            class: self.class,
+            extra: self.extra.clone(),
+            arrival: self.arrival,
+        });
+        self.slots = [UNSET; FIELD_COUNT];
+        self.end = 0;
+        self.base = Some(Arc::clone(&base));
+        Some(base)
     }
 
     /// The values stored in this event itself (all of them unless it is shared).
@@ -429,9 +425,11 @@ mod tests {
         beat.set(Field::EngagedTimeInc, Value::Int(5));
         let original = beat.clone();
         // Three values differ (action, event id, engaged time): not with at most two.
-        let beat = beat.share(&page, 2).unwrap_err();
+        assert!(!beat.share(&page, 2));
         assert!(!beat.is_shared());
-        let mut shared = beat.share(&page, 3).expect("three own values");
+        assert_eq!(beat, original);
+        let mut shared = beat;
+        assert!(shared.share(&page, 3), "three own values");
         assert!(shared.is_shared());
         assert_eq!(
             shared.values.len(),
@@ -454,9 +452,19 @@ mod tests {
         // An event without a field its base has is not shared.
         let mut bare = Event::empty(Class::Heartbeat, arrival());
         bare.set(Field::Url, Value::text("http://a.com/x"));
-        assert!(bare.share(&page, 10).is_err());
-        // Nor against a shared base.
-        let other = Arc::new(original.clone().share(&page, 3).expect("shares"));
-        assert!(original.share(&other, 10).is_err());
+        assert!(!bare.share(&page, 10));
+        // Nor against a shared base, nor twice.
+        let mut copy = original.clone();
+        assert!(copy.share(&page, 3));
+        assert!(!copy.share(&page, 3));
+        let other = Arc::new(copy);
+        let mut again = original.clone();
+        assert!(!again.share(&other, 10));
+        // A base reads like the event it was made from, and so does the event.
+        let base = again.make_base().expect("not shared");
+        assert!(again.make_base().is_none());
+        assert_eq!(*base, original);
+        assert_eq!(again, original);
+        assert!(again.own_values().is_empty());
     }
 }

@@ -85,22 +85,16 @@ impl Visitor {
     fn share(&mut self, mut ev: Event) -> Event {
         for i in 0..self.bases.len() {
             let Some(base) = &self.bases[i] else { break };
-            match ev.share(base, MAX_OWN_VALUES) {
-                Ok(shared) => {
-                    self.bases[..=i].rotate_right(1);
-                    return shared;
-                }
-                Err(e) => ev = e,
+            if ev.share(base, MAX_OWN_VALUES) {
+                self.bases[..=i].rotate_right(1);
+                return ev;
             }
         }
-        match ev.into_base() {
-            Ok((base, ev)) => {
-                self.bases.rotate_right(1);
-                self.bases[0] = Some(base);
-                ev
-            }
-            Err(ev) => ev,
+        if let Some(base) = ev.make_base() {
+            self.bases.rotate_right(1);
+            self.bases[0] = Some(base);
         }
+        ev
     }
 }
 
