@@ -402,7 +402,7 @@ mod tests {
         c.push(Field::Url, Value::text("w"));
         assert_eq!(c.get(Field::Url), &Value::text("w"));
         assert_eq!(c.field_count(), 2);
-        // The last field (bit 121) works like any other.
+        // The last field (slot 121) works like any other.
         let last = ALL_FIELDS[FIELD_COUNT - 1];
         a.set(last, Value::Int(1));
         assert_eq!(a.get(last), &Value::Int(1));
