@@ -235,14 +235,20 @@ impl Event {
                 }
             }
         }
-        let mut values = std::mem::replace(&mut self.values, Vec::with_capacity(own)).into_iter();
+        // The differing values are taken out of the old array and the rest dropped where
+        // they lie: moving every value out one by one cost more than comparing them.
+        let mut old = std::mem::replace(&mut self.values, Vec::with_capacity(own));
         self.end = 0;
         for f in 0..FIELD_COUNT {
-            if self.slots[f] == UNSET {
+            let slot = self.slots[f];
+            if slot == UNSET {
                 continue;
             }
-            let Some(v) = values.next() else { break };
             if differs & (1 << f) != 0 {
+                let v = old
+                    .get_mut(usize::from(slot))
+                    .map(std::mem::take)
+                    .unwrap_or_default();
                 self.slots[f] = self.values.len() as u8;
                 self.values.push(v);
                 self.end = f as u8 + 1;
@@ -250,6 +256,7 @@ impl Event {
                 self.slots[f] = UNSET;
             }
         }
+        drop(old);
         self.base = Some(Arc::clone(base));
         true
     }
@@ -303,11 +310,9 @@ impl Event {
     pub fn str(&self, f: Field) -> Option<&str> {
         self.get(f).as_str()
     }
-    pub fn text(&self, f: Field) -> Option<&Arc<str>> {
-        match self.get(f) {
-            Value::Text(s) => Some(s),
-            _ => None,
-        }
+    /// Field `f`'s text as a shared string (see [`Value::to_arc`]).
+    pub fn arc(&self, f: Field) -> Option<Arc<str>> {
+        self.get(f).to_arc()
     }
     pub fn int(&self, f: Field) -> Option<i64> {
         self.get(f).as_int()

@@ -33,5 +33,6 @@ pub use table::{
     VIDEO_CONTENT_TAIL, VIDEOVIEW_COLUMNS, event_column_count, field_type,
 };
 pub use value::{
-    Value, civil_date, datetime_of, day_number, micros_of, write_date, write_ts, write_ts_seconds,
+    ShortText, Value, civil_date, datetime_of, day_number, micros_of, write_date, write_ts,
+    write_ts_seconds,
 };

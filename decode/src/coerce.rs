@@ -2,7 +2,6 @@
 //! (SPEC.md section 1, leniency rules).
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use dpl_core::{Field, Kind, Value};
 use simd_json::{Buffers, Node, StaticNode, Tape};
@@ -69,8 +68,8 @@ pub(crate) fn convert(
     let kind = field.kind();
     match kind {
         Kind::Str => match node {
-            Node::String(s) => Some(Value::Text(scratch.interner.get(field, s))),
-            _ => scalar_text(node).map(|t| Value::Text(Arc::from(t.as_ref()))),
+            Node::String(s) => Some(scratch.interner.value(field, s)),
+            _ => scalar_text(node).map(|t| Value::str(t.as_ref())),
         },
         Kind::Int | Kind::EpochMs => match node {
             Node::Static(s) => static_int(s).map(Value::Int),
@@ -184,7 +183,7 @@ fn compact_in(
 ) -> Value {
     text.clear();
     write_compact(text, nodes, frames);
-    Value::Text(interner.get(field, text))
+    interner.value(field, text)
 }
 
 fn object_member(nodes: &[Node<'_>], key: &str, scratch: &mut Scratch) -> Value {
@@ -217,12 +216,12 @@ fn object_member_in(
         return Value::Null;
     };
     match sub.first() {
-        Some(Node::String(s)) => Value::Text(Arc::from(*s)),
+        Some(Node::String(s)) => Value::str(s),
         None | Some(Node::Static(StaticNode::Null)) => Value::Null,
         Some(_) => {
             text.clear();
             write_compact(text, sub, frames);
-            Value::Text(Arc::from(text.as_str()))
+            Value::str(text)
         }
     }
 }

@@ -428,7 +428,7 @@ fn redacted_json(nodes: &[Node<'_>], privacy: &Privacy, frames: &mut Vec<Frame>)
         write_escaped(&mut out, k);
         out.push(':');
         match replaced {
-            Some(Some(Value::Text(t))) => write_escaped(&mut out, &t),
+            Some(Some(ref v)) if let Some(t) = v.as_str() => write_escaped(&mut out, t),
             Some(_) => out.push_str("null"),
             None => write_compact(&mut out, sub, frames),
         }
@@ -452,7 +452,7 @@ fn ip_value(privacy: &Privacy, node: Option<&Node<'_>>) -> Converted {
         return Some(Value::Null);
     }
     match privacy.ip(&text) {
-        Redacted::Text(t) => Some(Value::Text(Arc::from(t))),
+        Redacted::Text(t) => Some(Value::str(&t)),
         Redacted::Unparseable => None,
         Redacted::Dropped => Some(Value::Null),
     }

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use dpl_core::{FIELD_COUNT, Field};
+use dpl_core::{FIELD_COUNT, Field, ShortText, Value};
 
 /// Slots per field (a power of two).
 const SLOTS: usize = 128;
@@ -36,6 +36,15 @@ impl Interner {
     /// with the threads that consume earlier batches).
     pub(crate) fn clear(&mut self) {
         self.slots.fill(None);
+    }
+
+    /// `s` as a text value: inline when short (no allocation, nothing to share), else
+    /// [`Interner::get`].
+    pub(crate) fn value(&mut self, field: Field, s: &str) -> Value {
+        match ShortText::new(s) {
+            Some(t) => Value::Short(t),
+            None => Value::Text(self.get(field, s)),
+        }
     }
 
     /// `s` as an `Arc<str>`, shared with earlier equal values of `field` when cached.
@@ -126,5 +135,21 @@ mod tests {
         assert!(!Arc::ptr_eq(&before, &after));
         assert_eq!(before, after);
         assert!(Arc::ptr_eq(&after, &i.get(Field::UrlScheme, "https")));
+    }
+
+    #[test]
+    fn short_values_are_inline_and_long_ones_shared() {
+        let mut i = Interner::new();
+        assert!(matches!(
+            i.value(Field::UrlScheme, "https"),
+            Value::Short(_)
+        ));
+        let url = "https://example.com/2026/11/a-long-enough-path";
+        let (Value::Text(a), Value::Text(b)) = (i.value(Field::Url, url), i.value(Field::Url, url))
+        else {
+            panic!("long text is shared text");
+        };
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(&*a, url);
     }
 }

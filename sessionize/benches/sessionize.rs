@@ -11,6 +11,10 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use dpl_core::{Arrival, Class, DecodeStats, DecodedBatch, Event, Field, RawObject, Schema, Value};
 use dpl_sessionize::{SessionizeConfig, Sessionizer};
 
+/// The allocator the `dpl` binary uses, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const T0: i64 = 1_714_550_400_000_000; // 2024-05-01 08:00:00 UTC in micros
 
 fn event(class: Class, id: u64, visitor: u64, ts: i64) -> Event {

@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
+use dpl_core::Value;
 use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
 
@@ -47,11 +48,17 @@ impl Dedupe {
     /// Whether a copy of `id` was kept within the window (decided from timestamps, not
     /// from when ids were swept, so the answer does not depend on batch sizes); if not,
     /// remembers `id` at `ts`.
-    pub(crate) fn check_and_register(&mut self, id: &Arc<str>, ts: i64) -> bool {
+    pub(crate) fn check_and_register(&mut self, id: &Value, ts: i64) -> bool {
         let floor = self.floor();
-        let duplicate = match uuid_bits(id) {
+        let text = id.as_str().unwrap_or_default();
+        let duplicate = match uuid_bits(text) {
             Some(bits) => seen(self.uuids.entry(bits), floor, ts),
-            None => seen(self.others.entry(Arc::clone(id)), floor, ts),
+            None => seen(
+                self.others
+                    .entry(id.to_arc().unwrap_or_else(|| Arc::from(text))),
+                floor,
+                ts,
+            ),
         };
         if !duplicate {
             self.max = self.max.max(ts);
@@ -230,7 +237,7 @@ mod tests {
     const H: i64 = 3_600_000_000;
 
     fn seen(d: &mut Dedupe, id: &str, ts: i64) -> bool {
-        d.check_and_register(&Arc::from(id), ts)
+        d.check_and_register(&Value::str(id), ts)
     }
 
     #[test]

@@ -246,9 +246,16 @@ impl Derive {
     }
 
     /// `metadata_canonical_url` if not null, else `url`.
-    pub(crate) fn pageview_post_id(ev: &Event) -> Option<&Arc<str>> {
-        ev.text(Field::MetadataCanonicalUrl)
-            .or_else(|| ev.text(Field::Url))
+    pub(crate) fn pageview_post_id(ev: &Event) -> Option<&str> {
+        Derive::pageview_post_value(ev).as_str()
+    }
+
+    /// [`Derive::pageview_post_id`] as the event's value (null when there is none).
+    pub(crate) fn pageview_post_value(ev: &Event) -> &Value {
+        match ev.get(Field::MetadataCanonicalUrl) {
+            Value::Null => ev.get(Field::Url),
+            v => v,
+        }
     }
 
     /// md5 hex of `apikey_visitor_id || '_' || <start ts_action as YYYY-MM-DD HH:MM:SS>`.
@@ -525,6 +532,7 @@ impl StackText {
         match v {
             Value::Null => {}
             Value::Text(t) => self.push(t.as_bytes()),
+            Value::Short(t) => self.push(t.as_str().as_bytes()),
             Value::Int(i) => {
                 let mut digits = [0u8; 20];
                 let text = int_text(*i, &mut digits);
@@ -575,6 +583,7 @@ fn hash_text(h: &mut Md5, v: &Value) {
     match v {
         Value::Null => {}
         Value::Text(t) => h.update(t.as_bytes()),
+        Value::Short(t) => h.update(t.as_str().as_bytes()),
         Value::Int(i) => {
             let mut digits = [0u8; 20];
             let text = int_text(*i, &mut digits);
@@ -750,6 +759,7 @@ pub(crate) fn same_text(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Null, Value::Null) => true,
         (Value::Text(x), Value::Text(y)) => Arc::ptr_eq(x, y) || x == y,
+        (Value::Text(_) | Value::Short(_), Value::Text(_) | Value::Short(_)) => a == b,
         (Value::Int(x), Value::Int(y)) => x == y,
         (Value::Ts(x), Value::Ts(y)) => x == y,
         (Value::Bool(x), Value::Bool(y)) => x == y,
@@ -814,6 +824,7 @@ fn push_hash_text(s: &mut String, v: &Value) {
     match v {
         Value::Null => {}
         Value::Text(t) => s.push_str(t),
+        Value::Short(t) => s.push_str(t.as_str()),
         Value::Int(i) => {
             let _ = write!(s, "{i}");
         }
@@ -1034,9 +1045,9 @@ pub(crate) mod tests {
 
         assert_eq!(Derive::pageview_post_id(&e), None);
         e.set(Field::Url, Value::text("u"));
-        assert_eq!(Derive::pageview_post_id(&e).map(|s| &**s), Some("u"));
+        assert_eq!(Derive::pageview_post_id(&e), Some("u"));
         e.set(Field::MetadataCanonicalUrl, Value::text("c"));
-        assert_eq!(Derive::pageview_post_id(&e).map(|s| &**s), Some("c"));
+        assert_eq!(Derive::pageview_post_id(&e), Some("c"));
     }
 
     #[test]

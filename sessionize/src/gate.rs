@@ -2,9 +2,8 @@
 //! split by visitor (dedupe, the watermark and with it which events are stragglers).
 
 use std::hash::BuildHasher;
-use std::sync::Arc;
 
-use dpl_core::{Class, DecodedBatch, ErrorRow, Event, Field, Value};
+use dpl_core::{Class, DecodedBatch, ErrorRow, Event, Field};
 
 use crate::dedupe::Dedupe;
 
@@ -76,12 +75,7 @@ impl Gate {
         }
         for ev in batch.events {
             let ts = ev.ts_action();
-            let duplicate = match ev.get(Field::EventId) {
-                Value::Text(id) => self.dedupe.check_and_register(id, ts),
-                _ => self
-                    .dedupe
-                    .check_and_register(&Arc::from(ev.event_id()), ts),
-            };
+            let duplicate = self.dedupe.check_and_register(ev.get(Field::EventId), ts);
             if duplicate {
                 self.duplicates += 1;
                 continue;

@@ -114,7 +114,10 @@
 //! (about 100 field comparisons, bought for memory: a 5-million-event day peaks at 1.8 GiB
 //! instead of 4.8), dropping the events, inserting each event into its visitor's open events
 //! (a deadline set updated per event), dedupe (one hash map lookup) and the md5 of the keys
-//! that do differ.
+//! that do differ. Texts of up to 22 bytes, about 70% of an event's, are held inline in the
+//! value (`dpl_core::Value::Short`), so comparing, copying and dropping them touches no
+//! shared string: the criterion bench on mimalloc went from 162-178k to 184-211k events/s.
+//! Keys the sessionizer keeps (visitor, post, video, campaign) are made from either form.
 //!
 //! So the state is bounded by one record per known visitor, post, video and campaign plus
 //! the events of the last `idle_timeout + allowed_lateness` (open sessions) and the ids of

@@ -163,7 +163,7 @@ fn inc(ev: &Event) -> i64 {
 }
 
 fn post_id(ev: &Event) -> Option<Arc<str>> {
-    Derive::pageview_post_id(ev).cloned()
+    Derive::pageview_post_id(ev).map(Arc::from)
 }
 
 /// The reference tables for `runs` (each a run's batches in arrival order).
@@ -442,8 +442,11 @@ fn build_session(
             videoviews: pv_videoviews[i],
             video_engaged_time: pv_video_engaged[i],
             sequence: Some(i as i64 + 1),
-            previous_post_id: i.checked_sub(1).and_then(|j| post_id(pvs[j])),
-            next_post_id: pvs.get(i + 1).and_then(|p| post_id(p)),
+            previous_post_id: i
+                .checked_sub(1)
+                .and_then(|j| post_id(pvs[j]))
+                .map(Value::text),
+            next_post_id: pvs.get(i + 1).and_then(|p| post_id(p)).map(Value::text),
             is_entry: i == 0,
             is_exit: i + 1 == pvs.len(),
         };
@@ -562,8 +565,8 @@ fn users(
                 day <= last_day && i64::from(last_day - day) < cfg.rolling_window_days
             })
             .count() as i64;
-        let apikey = first.text(Field::Apikey).unwrap().clone();
-        let vsid = first.text(Field::VisitorSiteId).unwrap().clone();
+        let apikey = first.arc(Field::Apikey).unwrap();
+        let vsid = first.arc(Field::VisitorSiteId).unwrap();
         let last_extra = evs
             .iter()
             .rev()
@@ -646,8 +649,8 @@ fn content(d: &Derive, activity: &[&Event], acc: &Acc, out: &mut impl FnMut(Tabl
                 }
             }
             Class::Videostart | Class::Vheartbeat => {
-                if let Some(c) = ev.text(Field::MetadataCanonicalUrl) {
-                    videos.entry(c.clone()).or_default().push(ev);
+                if let Some(c) = ev.arc(Field::MetadataCanonicalUrl) {
+                    videos.entry(c).or_default().push(ev);
                 }
             }
             _ => {}
@@ -681,7 +684,7 @@ fn content(d: &Derive, activity: &[&Event], acc: &Acc, out: &mut impl FnMut(Tabl
         let rows: Vec<&RowInfo> = acc
             .video_rows
             .iter()
-            .filter(|r| r.ev.text(Field::MetadataCanonicalUrl) == Some(&c))
+            .filter(|r| r.ev.str(Field::MetadataCanonicalUrl) == Some(&*c))
             .collect();
         let meta = metadata(latest);
         let f = VideoContentFacts {
@@ -727,7 +730,7 @@ fn campaigns(d: &Derive, activity: &[&Event], acc: &Acc, out: &mut impl FnMut(Ta
             .find(|v| !v.is_null())
             .cloned()
             .unwrap_or_default();
-        let apikey = latest.text(Field::Apikey).unwrap().clone();
+        let apikey = latest.arc(Field::Apikey).unwrap();
         let f = CampaignFacts {
             utm_id: &k,
             apikey: &apikey,

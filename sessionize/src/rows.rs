@@ -44,8 +44,9 @@ pub(crate) struct PageviewFacts<'a> {
     pub video_engaged_time: i64,
     /// 1-based among the session's real pageviews; None on orphans.
     pub sequence: Option<i64>,
-    pub previous_post_id: Option<Arc<str>>,
-    pub next_post_id: Option<Arc<str>>,
+    /// Post ids (text, or null when the event has none).
+    pub previous_post_id: Option<Value>,
+    pub next_post_id: Option<Value>,
     pub is_entry: bool,
     pub is_exit: bool,
 }
@@ -228,7 +229,7 @@ impl Derive {
     fn push_event_columns(&self, ev: &Event, keys: EventKeys, out: &mut Vec<Value>) {
         out.extend(ev.values().cloned());
         out.push(Value::Text(keys.avid));
-        out.push(Value::opt_text(Derive::pageview_post_id(ev).cloned()));
+        out.push(Derive::pageview_post_value(ev).clone());
         out.push(Value::Text(keys.utm_id));
         out.push(keys.pageview_key);
         out.push(Value::Text(keys.videostart_key));
@@ -318,8 +319,8 @@ impl Derive {
             Value::Int(f.video_engaged_time),
             self.label(self.read_category(f.engaged_time)),
             opt_int(f.sequence),
-            Value::opt_text(f.previous_post_id.clone()),
-            Value::opt_text(f.next_post_id.clone()),
+            f.previous_post_id.clone().unwrap_or_default(),
+            f.next_post_id.clone().unwrap_or_default(),
             Value::Bool(f.is_entry),
             Value::Bool(f.is_exit),
         ]);
@@ -670,7 +671,7 @@ mod tests {
             videoviews: 2,
             video_engaged_time: 30,
             sequence: Some(2),
-            previous_post_id: Some(Arc::from("http://example.com/prev")),
+            previous_post_id: Some(Value::str("http://example.com/prev")),
             next_post_id: None,
             is_entry: false,
             is_exit: true,

@@ -1,8 +1,6 @@
 //! Serde forms of the core types kept in the checkpoint (`dpl_core::Value` and `Event` are
 //! not serde types, so the state converts them on save and load).
 
-use std::sync::Arc;
-
 use dpl_core::{ALL_FIELDS, Arrival, Class, Event, Value};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -13,9 +11,35 @@ pub(crate) enum V {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Text(Arc<str>),
+    Text(TextV),
     Ts(i64),
     Date(i32),
+}
+
+/// A text [`Value`] (either form), stored as a plain string; read back in the form
+/// [`Value::str`] picks.
+pub(crate) struct TextV(Value);
+
+impl Serialize for TextV {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str().unwrap_or_default())
+    }
+}
+
+impl<'de> Deserialize<'de> for TextV {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TextV, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = TextV;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<TextV, E> {
+                Ok(TextV(Value::str(s)))
+            }
+        }
+        d.deserialize_str(Text)
+    }
 }
 
 impl From<&Value> for V {
@@ -25,7 +49,7 @@ impl From<&Value> for V {
             Value::Bool(b) => V::Bool(*b),
             Value::Int(i) => V::Int(*i),
             Value::Float(f) => V::Float(*f),
-            Value::Text(s) => V::Text(s.clone()),
+            Value::Text(_) | Value::Short(_) => V::Text(TextV(v.clone())),
             Value::Ts(t) => V::Ts(*t),
             Value::Date(d) => V::Date(*d),
         }
@@ -39,7 +63,7 @@ impl From<V> for Value {
             V::Bool(b) => Value::Bool(b),
             V::Int(i) => Value::Int(i),
             V::Float(f) => Value::Float(f),
-            V::Text(s) => Value::Text(s),
+            V::Text(TextV(t)) => t,
             V::Ts(t) => Value::Ts(t),
             V::Date(d) => Value::Date(d),
         }

@@ -1,7 +1,5 @@
 //! One session's rows and its contribution to the totals (SPEC.md section 5).
 
-use std::sync::Arc;
-
 use dpl_core::{Class, Event, Field, RowBatch, Table, Value};
 
 use crate::derive::{Derive, Key, KeyCache, Recipe};
@@ -266,7 +264,11 @@ fn build(
     c.last_seen = last.ts_action();
 
     // Pageview rows.
-    let post_of = |r: &ViewRow| events.get(r.ev).and_then(Derive::pageview_post_id).cloned();
+    let post_of = |r: &ViewRow| {
+        events
+            .get(r.ev)
+            .map(|e| Derive::pageview_post_value(e).clone())
+    };
     for (i, r) in pv_rows.iter().enumerate() {
         let Some(ev) = events.get(r.ev) else { continue };
         let (sequence, previous, next) = if r.real {
@@ -364,7 +366,7 @@ fn build(
         let day = c.day(d, ev.ts_action());
         day.counts.videoviews += i64::from(r.real);
         day.counts.video_engaged_time = day.counts.video_engaged_time.saturating_add(r.engaged);
-        if let Some(url) = ev.text(Field::MetadataCanonicalUrl) {
+        if let Some(url) = ev.str(Field::MetadataCanonicalUrl) {
             let v = c.video(url, ev);
             v.views += i64::from(r.real);
             v.engaged = v.engaged.saturating_add(r.engaged);
@@ -428,7 +430,7 @@ fn build(
             post_run.see(post, i, events, &mut |id, e| c.post(id, e).observe(e));
         }
         if matches!(ev.class, Class::Videostart | Class::Vheartbeat)
-            && let Some(url) = ev.text(Field::MetadataCanonicalUrl)
+            && let Some(url) = ev.str(Field::MetadataCanonicalUrl)
         {
             video_run.see(url, i, events, &mut |id, e| c.video(id, e).observe(e));
         }
@@ -491,7 +493,7 @@ fn build(
 /// in [`build`]'s per-event loop; its first event was observed when the run started.
 #[derive(Default)]
 struct ContentRun<'e> {
-    run: Option<(&'e Arc<str>, usize, usize)>,
+    run: Option<(&'e str, usize, usize)>,
 }
 
 impl<'e> ContentRun<'e> {
@@ -499,13 +501,13 @@ impl<'e> ContentRun<'e> {
     /// event) and starts another (observing `events[i]`).
     fn see(
         &mut self,
-        id: &'e Arc<str>,
+        id: &'e str,
         i: usize,
         events: &'e [Event],
-        observe: &mut dyn FnMut(&'e Arc<str>, &'e Event),
+        observe: &mut dyn FnMut(&'e str, &'e Event),
     ) {
         if let Some((run_id, _, last)) = &mut self.run
-            && (Arc::ptr_eq(run_id, id) || ***run_id == **id)
+            && *run_id == id
         {
             *last = i;
             return;
@@ -518,7 +520,7 @@ impl<'e> ContentRun<'e> {
     }
 
     /// Ends the run: observes its last event (its first was observed when it started).
-    fn end(&mut self, events: &'e [Event], observe: &mut dyn FnMut(&'e Arc<str>, &'e Event)) {
+    fn end(&mut self, events: &'e [Event], observe: &mut dyn FnMut(&'e str, &'e Event)) {
         if let Some((id, first, last)) = self.run.take()
             && last != first
             && let Some(ev) = events.get(last)
@@ -530,8 +532,6 @@ impl<'e> ContentRun<'e> {
 
 /// The event's `event_id` as a shared string.
 fn event_id(ev: &Event) -> Key {
-    match ev.get(Field::EventId) {
-        Value::Text(s) => s.clone(),
-        _ => Key::from(ev.event_id()),
-    }
+    ev.arc(Field::EventId)
+        .unwrap_or_else(|| Key::from(ev.event_id()))
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dpl_core::{Event, Field, RowBatch, Schema, Table, Value};
+use dpl_core::{Event, Field, RowBatch, Schema, ShortText, Table, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SessionizeConfig;
@@ -44,14 +44,47 @@ fn table_code(t: Table) -> u8 {
     }
 }
 
-/// A visitor as the event has it: `(apikey, visitor_site_id)` (hashing two shared strings
-/// is cheaper than the md5 of `apikey_visitor_id` for every event).
-type VisitorKey = (Arc<str>, Arc<str>);
+/// A visitor as the event has it: `(apikey, visitor_site_id)` (hashing two strings is
+/// cheaper than the md5 of `apikey_visitor_id` for every event).
+type VisitorKey = (TextKey, TextKey);
+
+/// A text value (either form) as a key: hashed, compared and ordered as its text. Taking
+/// one from an event copies a short text and shares a long one, never allocates.
+#[derive(Clone, Debug)]
+struct TextKey(Value);
+
+impl TextKey {
+    fn as_str(&self) -> &str {
+        self.0.as_str().unwrap_or_default()
+    }
+}
+
+impl PartialEq for TextKey {
+    fn eq(&self, other: &TextKey) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for TextKey {}
+impl std::hash::Hash for TextKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h);
+    }
+}
+impl PartialOrd for TextKey {
+    fn partial_cmp(&self, other: &TextKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TextKey {
+    fn cmp(&self, other: &TextKey) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
 
 fn visitor_key(ev: &Event) -> VisitorKey {
     let text = |f| match ev.get(f) {
-        Value::Text(s) => s.clone(),
-        _ => Arc::from(""),
+        v @ (Value::Text(_) | Value::Short(_)) => TextKey(v.clone()),
+        _ => TextKey(Value::Short(ShortText::default())),
     };
     (text(Field::Apikey), text(Field::VisitorSiteId))
 }
@@ -423,10 +456,9 @@ impl Shard {
             let mut prior = Prior::default();
             if let Some(last) = v.events.last() {
                 prior.last_ts = last.ts_action();
-                prior.last_id = match last.get(Field::EventId) {
-                    Value::Text(id) => id.clone(),
-                    _ => Arc::from(last.event_id()),
-                };
+                prior.last_id = last
+                    .arc(Field::EventId)
+                    .unwrap_or_else(|| Arc::from(last.event_id()));
             }
             for session in clusters(&v.events, self.idle) {
                 let Some(start) = session.first().map(Event::ts_action) else {

@@ -214,10 +214,7 @@ impl Campaign {
     /// the campaign a row.
     fn of(ev: &Event) -> Campaign {
         Campaign {
-            apikey: ev
-                .text(Field::Apikey)
-                .cloned()
-                .unwrap_or_else(|| Arc::from("")),
+            apikey: ev.arc(Field::Apikey).unwrap_or_else(|| Arc::from("")),
             utm: UTM_FIELDS.map(|f| ev.get(f).clone()),
             latest_ts: i64::MIN,
             latest_id: "".into(),
@@ -245,8 +242,8 @@ impl Campaign {
         if (ts, ev.event_id()) >= (self.latest_ts, &*self.latest_id) {
             self.latest_ts = ts;
             self.latest_id = event_id(ev);
-            if let Some(a) = ev.text(Field::Apikey) {
-                self.apikey = a.clone();
+            if let Some(a) = ev.arc(Field::Apikey) {
+                self.apikey = a;
             }
             self.utm = UTM_FIELDS.map(|f| ev.get(f).clone());
         }
@@ -329,12 +326,7 @@ pub(crate) struct Contribution {
 
 impl Contribution {
     pub(crate) fn new(first: &Event, avid: Key, on_time: bool) -> Contribution {
-        let text = |f| {
-            first
-                .text(f)
-                .cloned()
-                .unwrap_or_else(|| Arc::<str>::from(""))
-        };
+        let text = |f| first.arc(f).unwrap_or_else(|| Arc::<str>::from(""));
         Contribution {
             avid,
             apikey: text(Field::Apikey),
@@ -361,15 +353,11 @@ impl Contribution {
         e.counts.day = day;
         e
     }
-    pub(crate) fn post(&mut self, id: &Arc<str>, ev: &Event) -> &mut Content {
-        self.posts
-            .entry(id.clone())
-            .or_insert_with(|| Content::of(ev))
+    pub(crate) fn post(&mut self, id: &str, ev: &Event) -> &mut Content {
+        content_of(&mut self.posts, id, ev)
     }
-    pub(crate) fn video(&mut self, url: &Arc<str>, ev: &Event) -> &mut Content {
-        self.videos
-            .entry(url.clone())
-            .or_insert_with(|| Content::of(ev))
+    pub(crate) fn video(&mut self, url: &str, ev: &Event) -> &mut Content {
+        content_of(&mut self.videos, url, ev)
     }
     /// The campaign `utm_id` (of `ev`, computed by the caller).
     pub(crate) fn campaign(&mut self, utm_id: Key, ev: &Event) -> &mut Campaign {
@@ -377,6 +365,20 @@ impl Contribution {
             .entry(utm_id)
             .or_insert_with(|| Campaign::of(ev))
     }
+}
+
+/// The record of `id` in `map`, made from `ev` when there is none (the key is copied only
+/// then).
+fn content_of<'m>(
+    map: &'m mut BTreeMap<Arc<str>, Content>,
+    id: &str,
+    ev: &Event,
+) -> &'m mut Content {
+    if !map.contains_key(id) {
+        map.insert(Arc::from(id), Content::of(ev));
+    }
+    map.get_mut(id)
+        .unwrap_or_else(|| unreachable!("inserted above"))
 }
 
 /// Settings of the user record windows.
@@ -579,8 +581,6 @@ pub(crate) struct Totals {
 
 /// The event's `event_id`, shared (no copy of the text).
 pub(crate) fn event_id(ev: &Event) -> Arc<str> {
-    match ev.get(Field::EventId) {
-        Value::Text(s) => s.clone(),
-        _ => Arc::from(ev.event_id()),
-    }
+    ev.arc(Field::EventId)
+        .unwrap_or_else(|| Arc::from(ev.event_id()))
 }

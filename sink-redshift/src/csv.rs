@@ -154,6 +154,7 @@ impl CsvEncoder {
         match (v, col.ty) {
             (Value::Null, _) => out.extend_from_slice(b"\\N"),
             (Value::Text(s), SqlType::Text(n)) => self.encode_text(table, s, n, out),
+            (Value::Short(s), SqlType::Text(n)) => self.encode_text(table, s.as_str(), n, out),
             (Value::Bool(b), SqlType::Bool) => {
                 out.extend_from_slice(if *b { b"true" } else { b"false" })
             }
@@ -335,7 +336,7 @@ fn value_kind(v: &Value) -> &'static str {
         Value::Bool(_) => "bool",
         Value::Int(_) => "int",
         Value::Float(_) => "float",
-        Value::Text(_) => "text",
+        Value::Text(_) | Value::Short(_) => "text",
         Value::Ts(_) => "timestamp",
         Value::Date(_) => "date",
     }

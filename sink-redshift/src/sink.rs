@@ -244,6 +244,7 @@ pub(crate) fn key_text(v: &dpl_core::Value) -> Option<String> {
         Value::Int(i) => Some(i.to_string()),
         Value::Float(f) => Some(f.to_string()),
         Value::Text(t) => Some(t.to_string()),
+        Value::Short(t) => Some(t.as_str().to_string()),
         Value::Ts(us) => {
             let mut s = String::new();
             dpl_core::write_ts(&mut s, *us);
