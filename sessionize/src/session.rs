@@ -7,7 +7,7 @@ use crate::emit::Emitter;
 use crate::rows::{
     EventKeys, PageviewFacts, SessionFacts, SessionKeys, SessionUserFacts, VideoviewFacts,
 };
-use crate::state::Contribution;
+use crate::state::{Contribution, event_id};
 
 /// The user before an on-time session (None for a late session).
 pub(crate) struct UserBefore {
@@ -528,10 +528,4 @@ impl<'e> ContentRun<'e> {
             observe(id, ev);
         }
     }
-}
-
-/// The event's `event_id` as a shared string.
-fn event_id(ev: &Event) -> Key {
-    ev.arc(Field::EventId)
-        .unwrap_or_else(|| Key::from(ev.event_id()))
 }
