@@ -77,6 +77,12 @@ pub struct Event {
     pub arrival: Arrival,
 }
 
+/// At most this many of an event's values may differ from a base's for the event to be
+/// stored against it ([`Event::share`], [`Event::sharing`]). A heartbeat differs from its
+/// page view in about eight (action, event id, times, engaged time); a new page view in
+/// dozens, and becomes a base itself.
+pub const SHARE_MAX_OWN: usize = 16;
+
 static NULL: Value = Value::Null;
 const UNSET: u8 = u8::MAX;
 
@@ -127,11 +133,28 @@ impl Event {
             i => self.values.get(usize::from(i)).unwrap_or(&NULL),
         }
     }
+    /// An event stored as nothing but `base` (it reads as `base` does, with this class and
+    /// arrival), with room for `own` values of its own: [`Event::push`] then sets the fields
+    /// in which it differs. `base` must not itself be shared.
+    ///
+    /// For a builder that compares each field with `base` as it goes (the decoder, see
+    /// [`Event::share`] for the rule it follows): the builder must not leave a field unset
+    /// that `base` has, since the event would read `base`'s value of it.
+    pub fn sharing(base: Arc<Event>, class: Class, arrival: Arrival, own: usize) -> Event {
+        Event {
+            base: Some(base),
+            ..Event::with_capacity(class, arrival, own)
+        }
+    }
+    /// The event this one reads its unset fields from, when it is shared.
+    pub fn base(&self) -> Option<&Arc<Event>> {
+        self.base.as_ref()
+    }
     /// Sets field `f`, which comes after every field set so far (as the decoder sets
     /// them): the value is appended. Otherwise the same as [`Event::set`].
     pub fn push(&mut self, f: Field, v: Value) {
         let fi = f as usize;
-        if fi >= usize::from(self.end) && self.base.is_none() && !v.is_null() {
+        if fi >= usize::from(self.end) && !v.is_null() {
             self.slots[fi] = self.values.len() as u8;
             self.values.push(v);
             self.end = fi as u8 + 1;

@@ -1,13 +1,13 @@
 //! [`Decoder`]: one object's bytes to batches of events and error rows.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::sync::Arc;
 
 use dpl_core::{
     ALL_FIELDS, Arrival, Class, DecodeStats, DecodedBatch, ErrorReason, ErrorRow, Event,
-    FIELD_COUNT, Field, RawObject, Value,
+    FIELD_COUNT, Field, Kind, RawObject, SHARE_MAX_OWN, Value,
 };
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
@@ -153,6 +153,8 @@ fn with_parser<R>(f: impl FnOnce(&mut LineParser) -> R) -> R {
         .with(|p| p.borrow_mut().take())
         .unwrap_or_else(LineParser::new);
     let out = f(&mut parser);
+    // Bases are kept within one object (or line) only.
+    parser.bases.clear();
     PARSER.with(|p| *p.borrow_mut() = Some(parser));
     out
 }
@@ -538,6 +540,53 @@ struct LineParser {
     /// lookup by name.
     predicted: Vec<Option<Field>>,
     scratch: Scratch,
+    bases: Bases,
+}
+
+/// The latest unshared events of each visitor in the current object, which the visitor's
+/// later heartbeats are stored against ([`Event::sharing`]): a heartbeat repeats all but
+/// about eight of its page view's hundred-odd values, so comparing them with the page view's
+/// as they are read replaces building them (long texts allocated or looked up) only for the
+/// sessionizer to compare and drop them. The event reads the same either way.
+///
+/// Emptied for every object (and when it grows past [`Bases::MAX_VISITORS`]), so it holds no
+/// more than the events of the object being decoded.
+#[derive(Default)]
+struct Bases {
+    /// Hash of `(apikey, visitor_site_id)` to the visitor's two latest bases, most recently
+    /// used first. A collision only costs a comparison that fails.
+    map: HashMap<u64, [Option<Arc<Event>>; 2], foldhash::fast::FixedState>,
+}
+
+impl Bases {
+    const MAX_VISITORS: usize = 1 << 16;
+
+    fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    fn visitor(apikey: &str, visitor_site_id: &str) -> u64 {
+        use std::hash::BuildHasher as _;
+        foldhash::fast::FixedState::default().hash_one((apikey, visitor_site_id))
+    }
+
+    fn get(&self, visitor: u64) -> [Option<Arc<Event>>; 2] {
+        self.map.get(&visitor).cloned().unwrap_or_default()
+    }
+
+    /// `base` (of `visitor`) is the most recently used.
+    fn used(&mut self, visitor: u64, base: &Arc<Event>) {
+        if self.map.len() >= Self::MAX_VISITORS && !self.map.contains_key(&visitor) {
+            self.map.clear();
+        }
+        let bases = self.map.entry(visitor).or_default();
+        let at = bases
+            .iter()
+            .position(|b| b.as_ref().is_some_and(|b| Arc::ptr_eq(b, base)))
+            .unwrap_or(bases.len() - 1);
+        bases[..=at].rotate_right(1);
+        bases[0] = Some(Arc::clone(base));
+    }
 }
 
 impl LineParser {
@@ -550,6 +599,7 @@ impl LineParser {
             present: Vec::with_capacity(FIELD_COUNT),
             predicted: Vec::new(),
             scratch: Scratch::new(),
+            bases: Bases::default(),
         }
     }
 
@@ -573,6 +623,7 @@ impl LineParser {
             present,
             predicted,
             scratch,
+            bases,
         } = self;
         bytes.clear();
         bytes.extend_from_slice(line);
@@ -591,6 +642,7 @@ impl LineParser {
                     predicted,
                     scratch,
                     buffers,
+                    bases,
                 };
                 match ctx.event(arrival, stats) {
                     Outcome::Error(mut e) if !dec.privacy.keeps_all() => {
@@ -615,6 +667,7 @@ struct Fields<'a, 'n, 'd> {
     predicted: &'a mut Vec<Option<Field>>,
     scratch: &'a mut Scratch,
     buffers: &'a mut Buffers,
+    bases: &'a mut Bases,
 }
 
 /// Required fields in the order they are checked (after `action`).
@@ -702,36 +755,127 @@ impl<'n> Fields<'_, 'n, '_> {
                 }
             }
         };
-        let mut event = Event::with_capacity(class, arrival, self.present.len());
+        let visitor = match (self.node(Field::Apikey), self.node(Field::VisitorSiteId)) {
+            (Some(Node::String(a)), Some(Node::String(v))) if class.is_activity() => {
+                Some(Bases::visitor(a, v))
+            }
+            _ => None,
+        };
+        // Heartbeats (and custom events) are tried against the visitor's bases; page views
+        // and video starts are bases themselves.
+        let try_share = matches!(class, Class::Heartbeat | Class::Vheartbeat | Class::Custom);
+        let mut coerced = 0u128;
+        let mut event = None;
+        if let Some(visitor) = visitor.filter(|_| try_share) {
+            for base in self.bases.get(visitor).into_iter().flatten() {
+                coerced = 0;
+                if let Some(e) = self.build(class, arrival, ts_action, Some(&base), &mut coerced) {
+                    self.bases.used(visitor, &base);
+                    event = Some(e);
+                    break;
+                }
+            }
+        }
+        let event = match event {
+            Some(e) => e,
+            None => {
+                coerced = 0;
+                let mut e = self
+                    .build(class, arrival, ts_action, None, &mut coerced)
+                    .unwrap_or_else(|| Event::empty(class, arrival));
+                if let Some(visitor) = visitor
+                    && let Some(base) = e.make_base()
+                {
+                    self.bases.used(visitor, &base);
+                }
+                e
+            }
+        };
+        while coerced != 0 {
+            let f = coerced.trailing_zeros() as usize;
+            if let Some(n) = stats.coerced.get_mut(f) {
+                *n += 1;
+            }
+            coerced &= coerced - 1;
+        }
+        stats.events[class as usize] += 1;
+        Outcome::Event(event)
+    }
+
+    /// The event of the indexed line; its unparseable fields (nulled) are set in `coerced`.
+    ///
+    /// With `base`, the event is stored as its differences from `base`, each field compared
+    /// as it is read (a text equal to the base's is never built); `None` when it cannot be:
+    /// a field `base` has is missing or null here, or more than [`SHARE_MAX_OWN`] differ.
+    /// Without `base` it is always `Some`.
+    fn build(
+        &mut self,
+        class: Class,
+        arrival: Arrival,
+        ts_action: i64,
+        base: Option<&Arc<Event>>,
+        coerced: &mut u128,
+    ) -> Option<Event> {
+        let mut event = match base {
+            Some(b) => Event::sharing(Arc::clone(b), class, arrival, SHARE_MAX_OWN),
+            None => Event::with_capacity(class, arrival, self.present.len()),
+        };
+        let privacy = &self.dec.privacy;
+        let mut own = 0;
         // In field order, so that every value is appended to the event's stored fields.
         for &f in ALL_FIELDS {
+            let theirs = base.map(|b| b.get(f)).filter(|v| !v.is_null());
             let slot = self.slots[f as usize];
-            if slot == ABSENT {
-                continue;
-            }
-            let Some(sub) = self.nodes.get(slot..) else {
-                continue;
+            let sub = match self.nodes.get(slot..) {
+                Some(sub) if slot != ABSENT => sub,
+                // Missing here: the event must not read the base's value.
+                _ if theirs.is_some() => return None,
+                _ => continue,
             };
-            let privacy = &self.dec.privacy;
             let value = match f {
                 Field::TsAction => Some(Value::Ts(ts_action)),
                 Field::VisitorIp if privacy.ip != IpMode::Keep => ip_value(privacy, sub.first()),
-                Field::UserAgent if privacy.drop_user_agent => continue,
+                Field::UserAgent if privacy.drop_user_agent => {
+                    if theirs.is_some() {
+                        return None;
+                    }
+                    continue;
+                }
                 Field::ExtraData => {
                     let key = Some(self.dec.extra_data_key.as_str());
                     let (value, extra) = convert_json(f, sub, key, self.scratch, self.buffers);
                     event.extra = extra;
                     value
                 }
-                f => convert(f, sub, self.scratch, self.buffers),
+                f => match (theirs, sub.first()) {
+                    // A text kept as read, equal to the base's: nothing to build.
+                    (Some(t), Some(Node::String(s)))
+                        if f.kind() == Kind::Str && t.as_str() == Some(*s) =>
+                    {
+                        continue;
+                    }
+                    _ => convert(f, sub, self.scratch, self.buffers),
+                },
             };
             match value {
-                Some(v) => event.push(f, v),
-                None => stats.coerced[f as usize] += 1,
+                Some(v) if !v.is_null() => {
+                    if theirs == Some(&v) {
+                        continue;
+                    }
+                    if base.is_some() {
+                        own += 1;
+                        if own > SHARE_MAX_OWN {
+                            return None;
+                        }
+                    }
+                    event.push(f, v);
+                }
+                _ if theirs.is_some() => return None,
+                Some(_) => {}
+                None => *coerced |= 1 << (f as usize),
             }
         }
-        stats.events[class as usize] += 1;
-        Outcome::Event(event)
+        Some(event)
     }
 
     /// Fills `slots`/`present` from the top-level members (a repeated key: the last wins).

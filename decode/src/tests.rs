@@ -992,6 +992,142 @@ async fn run_stops_when_downstream_is_gone() {
     assert!(matches!(stage.await.unwrap(), Err(Error::Closed)));
 }
 
+// ---------------------------------------------------------------- heartbeats stored against a base
+
+/// Every line of `plain` (no gzip) decoded alone, as `decode_object` numbers them (object 5).
+fn lines_alone(d: &Decoder, plain: &[u8]) -> Vec<Result<Event, ErrorRow>> {
+    let key: Arc<str> = Arc::from(KEY);
+    plain
+        .split(|&b| b == b'\n')
+        .zip(1..)
+        .filter_map(|(l, n)| d.decode_line(&key, 5, n, l))
+        .collect()
+}
+
+/// A heartbeat of visitor `v1` with the page view's fields as given in `more`.
+fn beat(id: &str, more: &str) -> String {
+    format!(
+        r#"{{"action":"heartbeat","apikey":"a.com","event_id":"{id}","visitor_site_id":"v1","ts_action":"2016-08-01 00:00:10","engaged_time_inc":5{more}}}"#
+    )
+}
+
+#[test]
+fn heartbeats_are_stored_against_their_page_view_and_read_as_if_decoded_alone() {
+    let url = r#","url":"http://a.com/2016/08/a-rather-long-article-path""#;
+    let title = r#","metadata_title":"A title longer than what is held inline""#;
+    let rest = r#","ip_lat":1.5,"ua_browser":"Firefox""#;
+    // Seventeen text fields the page view does not have: more than a base may differ in.
+    let many: String = dpl_core::ALL_FIELDS
+        .iter()
+        .filter(|f| f.kind() == dpl_core::Kind::Str)
+        .filter(|f| !line("pageview", "").contains(&format!("\"{}\"", f.name())))
+        .filter(|f| ![Field::Url, Field::MetadataTitle, Field::UaBrowser].contains(f))
+        .take(17)
+        .map(|f| format!(r#","{}":"x""#, f.name()))
+        .collect();
+    let lines = [
+        line("pageview", &format!("{url}{title}{rest}")),
+        beat("h-same", &format!("{url}{title}{rest}")),
+        format!(
+            r#"{{"action":"videostart","apikey":"a.com","event_id":"vs","visitor_site_id":"v1","ts_action":"2016-08-01 00:00:20"{many}}}"#
+        ),
+        beat("h-same-2", &format!("{url}{title}{rest}")),
+        beat("h-no-title", &format!("{url}{rest}")),
+        beat(
+            "h-null-title",
+            &format!(r#"{url}{rest},"metadata_title":null"#),
+        ),
+        beat(
+            "h-bad-lat",
+            &format!(r#"{url}{title},"ip_lat":"north","ua_browser":"Firefox""#),
+        ),
+        beat("h-many", &format!("{url}{title}{rest}{many}")),
+        beat("h-other", &format!("{url}{title}{rest}")).replace(r#""v1""#, r#""v2""#),
+    ];
+    let plain = lines.join("\n").into_bytes();
+    let d = dec();
+    let (events, errors, stats) = merged(decode_with(&d, plain.clone()));
+    assert!(errors.is_empty());
+    let alone: Vec<Event> = lines_alone(&d, &plain)
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(events, alone, "every event reads as it does decoded alone");
+
+    let pv_base = events[0].base().expect("a page view is a base");
+    let on_pv = |e: &Event| e.base().is_some_and(|b| Arc::ptr_eq(b, pv_base));
+    let by_id = |id: &str| events.iter().find(|e| e.event_id() == id).unwrap();
+    // Equal but for its own fields: stored against the page view, holding only those.
+    let same = by_id("h-same");
+    assert!(on_pv(same));
+    assert_eq!(
+        same.own_values().len(),
+        4,
+        "action, event id, ts_action, engaged time"
+    );
+    assert_eq!(
+        same.get(Field::MetadataTitle),
+        &text("A title longer than what is held inline")
+    );
+    assert_eq!(same.get(Field::EngagedTimeInc), &Value::Int(5));
+    assert_eq!(same.get(Field::Action), &text("heartbeat"));
+    // A field the page view has is missing, null or unparseable here: it must read null, so
+    // the heartbeat is not stored against the page view.
+    for id in ["h-no-title", "h-null-title"] {
+        assert!(!on_pv(by_id(id)), "{id}");
+        assert_eq!(by_id(id).get(Field::MetadataTitle), &Value::Null, "{id}");
+    }
+    assert!(!on_pv(by_id("h-bad-lat")));
+    assert_eq!(by_id("h-bad-lat").get(Field::IpLat), &Value::Null);
+    assert_eq!(stats.coerced[Field::IpLat as usize], 1, "counted once");
+    assert_eq!(stats.coerced.iter().sum::<u32>(), 1);
+    // Too many differences, or another visitor: not against this page view.
+    assert!(!on_pv(by_id("h-many")));
+    assert!(!on_pv(by_id("h-other")));
+    // A later heartbeat, after a video start it cannot be stored against (the video start
+    // has fields the heartbeat lacks), finds the page view among the visitor's two latest
+    // bases.
+    assert!(on_pv(by_id("h-same-2")));
+}
+
+#[test]
+fn generated_objects_read_the_same_decoded_whole_or_line_by_line() {
+    let mut cfg = dpl_gen::GenConfig::new(3_000, jiff::civil::date(2026, 11, 1), 1, 1);
+    cfg.objects_per_day = 4;
+    let (generated, _) = dpl_gen::generate(&cfg);
+    let d = dec();
+    let (mut beats, mut stored_against) = (0, 0);
+    for o in &generated {
+        let mut plain = Vec::new();
+        if o.bytes.starts_with(&[0x1f, 0x8b]) {
+            std::io::Read::read_to_end(
+                &mut flate2::read::MultiGzDecoder::new(&o.bytes[..]),
+                &mut plain,
+            )
+            .unwrap();
+        } else {
+            plain.clone_from(&o.bytes);
+        }
+        let (events, errors, _) = merged(decode_with(&d, o.bytes.clone()));
+        let (alone_events, alone_errors): (Vec<_>, Vec<_>) =
+            lines_alone(&d, &plain).into_iter().partition(Result::is_ok);
+        let alone_events: Vec<Event> = alone_events.into_iter().map(Result::unwrap).collect();
+        assert_eq!(events, alone_events, "object {}", o.key);
+        assert_eq!(errors.len(), alone_errors.len(), "object {}", o.key);
+        for e in events.iter().filter(|e| e.class == Class::Heartbeat) {
+            beats += 1;
+            // Stored against an earlier event (a base holds no values of its own).
+            stored_against += usize::from(e.is_shared() && !e.own_values().is_empty());
+        }
+    }
+    // Most heartbeats follow an earlier event of their visitor within the object.
+    assert!(beats > 1000, "{beats} heartbeats");
+    assert!(
+        stored_against * 10 > beats * 8,
+        "{stored_against} of {beats} stored against an earlier event"
+    );
+}
+
 // ---------------------------------------------------------------- properties
 
 /// Non-blank lines of decompressed data, the way the decoder splits them.

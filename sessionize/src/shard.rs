@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dpl_core::{Event, Field, RowBatch, Schema, ShortText, Table, Value};
+use dpl_core::{Event, Field, RowBatch, SHARE_MAX_OWN, Schema, ShortText, Table, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SessionizeConfig;
@@ -103,11 +103,6 @@ struct Visitor {
     bases: [Option<Arc<Event>>; 2],
 }
 
-/// At most this many of an event's values may differ from a base's for the event to be
-/// stored against it. A heartbeat differs from its page view in about eight (action, event
-/// id, times, engaged time); a new page view in dozens, and becomes a base itself.
-const MAX_OWN_VALUES: usize = 16;
-
 impl Visitor {
     /// `ev` stored as its differences from one of the visitor's bases, or made a base.
     ///
@@ -115,10 +110,24 @@ impl Visitor {
     /// nearly all of them are heartbeats repeating a hundred-odd values of their page view
     /// (or video start): stored this way, such an event takes a few hundred bytes instead of
     /// several kilobytes. It reads the same, so nothing downstream can tell.
+    ///
+    /// The decoder stores most heartbeats so already, and page views and video starts as
+    /// bases (`dpl-decode`, within one object): such an event's base becomes the visitor's
+    /// most recently used one, for the later events the decoder did not store against it.
     fn share(&mut self, mut ev: Event) -> Event {
+        if let Some(base) = ev.base() {
+            let at = self
+                .bases
+                .iter()
+                .position(|b| b.as_ref().is_some_and(|b| Arc::ptr_eq(b, base)))
+                .unwrap_or(self.bases.len() - 1);
+            self.bases[..=at].rotate_right(1);
+            self.bases[0] = Some(Arc::clone(base));
+            return ev;
+        }
         for i in 0..self.bases.len() {
             let Some(base) = &self.bases[i] else { break };
-            if ev.share(base, MAX_OWN_VALUES) {
+            if ev.share(base, SHARE_MAX_OWN) {
                 self.bases[..=i].rotate_right(1);
                 return ev;
             }
