@@ -98,6 +98,12 @@ struct Visitor {
     first_end: usize,
     /// When the first open session becomes final: its last `ts_action` + idle + lateness.
     deadline: i64,
+    /// The deadline the visitor is filed under in `Shard::deadlines`: at most `deadline`.
+    /// An event that only moves the deadline later (nearly every event of a session going
+    /// on) leaves the filing alone; when the watermark reaches `due`, the visitor is filed
+    /// again under `deadline`. The sessions become final at the same point of the input,
+    /// in the same order, as if filed anew for every event.
+    due: i64,
     /// The two latest events the visitor's later events are stored against (most recently
     /// used first). See [`Visitor::share`].
     bases: [Option<Arc<Event>>; 2],
@@ -191,7 +197,7 @@ pub(crate) struct Shard {
     /// The watermark as the gate last reported it.
     watermark: i64,
     visitors: HashMap<VisitorKey, Visitor>,
-    /// `(deadline, visitor)` of every visitor with open events.
+    /// `(due, visitor)` of every visitor with open events (see `Visitor::due`).
     deadlines: BTreeSet<(i64, VisitorKey)>,
     stragglers: Vec<Event>,
     users: HashMap<Key, User>,
@@ -299,6 +305,7 @@ impl Shard {
             events: Vec::new(),
             first_end: 0,
             deadline: 0,
+            due: 0,
             bases: [None, None],
         });
         let ev = v.share(ev);
@@ -319,13 +326,15 @@ impl Shard {
             .saturating_add(self.idle)
             .saturating_add(self.lateness);
         let avid = v.avid.clone();
-        if was_empty || deadline != v.deadline {
+        // A later deadline leaves the visitor filed under the earlier one (see `due`).
+        if was_empty || deadline < v.due {
             if !was_empty {
-                self.deadlines.remove(&(v.deadline, vk.clone()));
+                self.deadlines.remove(&(v.due, vk.clone()));
             }
-            v.deadline = deadline;
+            v.due = deadline;
             self.deadlines.insert((deadline, vk));
         }
+        v.deadline = deadline;
         avid
     }
 
@@ -341,6 +350,13 @@ impl Shard {
             let Some(v) = self.visitors.get_mut(&vk) else {
                 continue;
             };
+            if v.deadline != v.due {
+                // Filed early: the session went on since. Filed again under its deadline
+                // (which the loop takes at once if the watermark has passed it too).
+                v.due = v.deadline;
+                self.deadlines.insert((v.due, vk));
+                continue;
+            }
             let avid = v.avid.clone();
             let end = v.first_end.min(v.events.len().saturating_sub(1));
             let session: Vec<Event> = v.events.drain(..=end).collect();
@@ -354,6 +370,7 @@ impl Shard {
                     .map_or(i64::MAX, |e| e.ts_action())
                     .saturating_add(self.idle)
                     .saturating_add(self.lateness);
+                v.due = v.deadline;
                 self.deadlines.insert((v.deadline, vk));
             }
             self.finalize_session(&avid, &session, out);
