@@ -204,17 +204,21 @@ fn uuid_bits(id: &str) -> Option<u128> {
         return None;
     }
     let mut bits = 0u128;
-    for (i, &c) in b.iter().enumerate() {
-        let nibble = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'-' if UUID_DASHES.contains(&i) => continue,
-            _ => return None,
-        };
-        bits = bits << 4 | u128::from(nibble);
+    for group in UUID_GROUPS {
+        for &c in b.get(group)? {
+            let nibble = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return None,
+            };
+            bits = bits << 4 | u128::from(nibble);
+        }
     }
     Some(bits)
 }
+
+/// The hex digit groups of the canonical UUID form, between [`UUID_DASHES`].
+const UUID_GROUPS: [std::ops::Range<usize>; 5] = [0..8, 9..13, 14..18, 19..23, 24..36];
 
 fn uuid_text(bits: u128) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -227,7 +227,7 @@ impl Derive {
     /// Pushes the event columns: the 122 raw fields, `EVENT_DERIVED`, one `_tz` per
     /// `TZ_FIELDS`, then `EVENT_DATE_PARTS`, with the keys of `keys`.
     fn push_event_columns(&self, ev: &Event, keys: EventKeys, out: &mut Vec<Value>) {
-        out.extend(ev.values().cloned());
+        ev.clone_values_into(out);
         out.push(Value::Text(keys.avid));
         out.push(Derive::pageview_post_value(ev).clone());
         out.push(Value::Text(keys.utm_id));

@@ -401,7 +401,7 @@ fn build(
     // first and last event of every run of consecutive sightings of the same post (or
     // video) gives the same record as observing every event: the events are in that order.
     let mut extra_first = Value::Null;
-    let mut extra_last = Value::Null;
+    let mut extra_last_at = None;
     // (local day, an instant of it, events) of the current run of events on one day.
     let mut day_run: Option<(i32, i64, u64)> = None;
     let mut post_run = ContentRun::default();
@@ -421,8 +421,7 @@ fn build(
             if extra_first.is_null() {
                 extra_first = ev.extra.clone();
             }
-            extra_last = ev.extra.clone();
-            c.last_extra = Some((ts, ev.event_id().into(), ev.extra.clone()));
+            extra_last_at = Some(i);
         }
         if matches!(ev.class, Class::Pageview | Class::Heartbeat)
             && let Some(post) = Derive::pageview_post_id(ev)
@@ -441,6 +440,13 @@ fn build(
     if let Some((_, at, n)) = day_run {
         c.day(d, at).events += n;
     }
+    let extra_last = match extra_last_at.and_then(|i| events.get(i)) {
+        Some(ev) => {
+            c.last_extra = Some((ev.ts_action(), ev.event_id().into(), ev.extra.clone()));
+            ev.extra.clone()
+        }
+        None => Value::Null,
+    };
     post_run.end(events, &mut |id, e| c.post(id, e).observe(e));
     video_run.end(events, &mut |id, e| c.video(id, e).observe(e));
     c.day(d, first.ts_action()).counts.sessions += 1;

@@ -309,7 +309,13 @@ impl Shard {
             bases: [None, None],
         });
         let ev = v.share(ev);
-        let pos = v.events.partition_point(|e| e.time_key() <= ev.time_key());
+        // Nearly every event is the visitor's latest so far.
+        let pos = match v.events.last() {
+            Some(last) if last.time_key() > ev.time_key() => {
+                v.events.partition_point(|e| e.time_key() <= ev.time_key())
+            }
+            _ => v.events.len(),
+        };
         v.events.insert(pos, ev);
         let was_empty = v.events.len() == 1;
         if was_empty {
