@@ -160,7 +160,7 @@ impl Sessionizer {
     pub fn push(&mut self, batch: DecodedBatch, out: &mut dyn FnMut(RowBatch)) {
         self.gate.route(batch, &mut self.routed);
         for (shard, routed) in self.shards.iter_mut().zip(&mut self.routed) {
-            shard.process(std::mem::take(routed), out);
+            shard.process(routed, out);
             self.content.state.fold(shard.take_delta(), false);
         }
     }

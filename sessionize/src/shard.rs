@@ -266,12 +266,13 @@ impl Shard {
     /// Processes one routed batch: error and bot rows at once, on-time events into their
     /// visitor's open sessions (emitting those the watermark makes final), stragglers kept
     /// for the run end.
-    pub(crate) fn process(&mut self, r: Routed, out: &mut dyn FnMut(RowBatch)) {
-        for e in &r.errors {
+    /// Takes the errors and items out of `r`, leaving it empty with its capacity.
+    pub(crate) fn process(&mut self, r: &mut Routed, out: &mut dyn FnMut(RowBatch)) {
+        for e in r.errors.drain(..) {
             let d = &self.d;
-            self.em.row(Table::Errors, out, |buf| d.push_error(e, buf));
+            self.em.row(Table::Errors, out, |buf| d.push_error(&e, buf));
         }
-        for item in r.items {
+        for item in r.items.drain(..) {
             match item {
                 Item::Bot(ev) => {
                     let d = &self.d;
@@ -365,7 +366,12 @@ impl Shard {
             }
             let avid = v.avid.clone();
             let end = v.first_end.min(v.events.len().saturating_sub(1));
-            let session: Vec<Event> = v.events.drain(..=end).collect();
+            // The visitor's only open session (the usual case) is taken whole, not copied.
+            let session: Vec<Event> = if end + 1 >= v.events.len() {
+                std::mem::take(&mut v.events)
+            } else {
+                v.events.drain(..=end).collect()
+            };
             if v.events.is_empty() {
                 self.visitors.remove(&vk);
             } else {

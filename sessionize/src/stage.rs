@@ -227,8 +227,8 @@ fn shard_loop(mut shard: Shard, rx: &Receiver<ToShard>, tx: &SyncSender<FromShar
     };
     while let Ok(msg) = rx.recv() {
         match msg {
-            ToShard::Batch(part) => {
-                shard.process(part, &mut send);
+            ToShard::Batch(mut part) => {
+                shard.process(&mut part, &mut send);
                 let delta = shard.take_delta();
                 if closed.get() || tx.send(FromShard::Step(delta)).is_err() {
                     return;
