@@ -146,6 +146,15 @@ impl Event {
             ..Event::with_capacity(class, arrival, own)
         }
     }
+    /// Holds the stored values in an allocation of their exact size (as [`Event::share`]
+    /// leaves them): for an event built with room to spare that is kept a long time.
+    pub fn shrink_to_fit(&mut self) {
+        if self.values.capacity() > self.values.len() {
+            let mut exact = Vec::with_capacity(self.values.len());
+            exact.append(&mut self.values);
+            self.values = exact;
+        }
+    }
     /// The event this one reads its unset fields from, when it is shared.
     pub fn base(&self) -> Option<&Arc<Event>> {
         self.base.as_ref()

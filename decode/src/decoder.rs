@@ -875,6 +875,10 @@ impl<'n> Fields<'_, 'n, '_> {
                 None => *coerced |= 1 << (f as usize),
             }
         }
+        if base.is_some() {
+            // The sessionizer holds it for the rest of its session: no room to spare.
+            event.shrink_to_fit();
+        }
         Some(event)
     }
 
