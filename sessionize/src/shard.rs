@@ -173,7 +173,8 @@ pub(crate) struct ShardStats {
 
 /// What a shard leaves at the run end: its part of the checkpoint and its counters.
 pub(crate) struct ShardEnd {
-    pub open: Vec<Event>,
+    /// The open events of each visitor, sorted by `(ts_action, event_id)`.
+    pub open: Vec<Vec<Event>>,
     pub priors: Vec<(Key, Prior)>,
     pub users: HashMap<Key, User>,
     pub stats: ShardStats,
@@ -667,7 +668,7 @@ impl Shard {
                 .map(|(_, p)| 64 + p.keys.iter().map(|(_, k)| k.len() + 24).sum::<usize>())
                 .sum::<usize>();
         ShardEnd {
-            open: self.visitors.into_values().flat_map(|v| v.events).collect(),
+            open: self.visitors.into_values().map(|v| v.events).collect(),
             priors: self.end_priors,
             users: self.users,
             stats: self.stats,
