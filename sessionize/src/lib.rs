@@ -110,11 +110,14 @@
 //! sessionized object by object, thread CPU time) the sessionizer does 160-195k events/s,
 //! 3.2 to 3.5 times the decoder, against 2.9 to 3.1 before; `dpl bench` varies more with
 //! the machine's load and its first-touch page faults. The rest of the time is outside
-//! session building: comparing each event with its visitor's base to store it compactly
-//! (about 100 field comparisons, bought for memory: a 5-million-event day peaks at 1.8 GiB
-//! instead of 4.8), dropping the events, inserting each event into its visitor's open events
-//! (a deadline set updated per event), dedupe (one hash map lookup) and the md5 of the keys
-//! that do differ. Texts of up to 22 bytes, about 70% of an event's, are held inline in the
+//! session building: storing each event compactly against its visitor's base (bought for
+//! memory: a 5-million-event day peaks at 1.8 GiB instead of 4.8; the decoder now stores
+//! most heartbeats so as it reads them, so the sessionizer compares only the rest), dropping
+//! the events, inserting each event into its visitor's open events (appended without a
+//! search when it is the latest; the deadline set is touched only when a deadline moves
+//! earlier or comes due), dedupe (one hash map lookup) and the md5 of the keys that do
+//! differ. With the decoder's sharing and those changes, the criterion bench went from
+//! 248-252k to 500-550k events/s (see `docs/performance.md`). Texts of up to 22 bytes, about 70% of an event's, are held inline in the
 //! value (`dpl_core::Value::Short`), so comparing, copying and dropping them touches no
 //! shared string: the criterion bench on mimalloc went from 162-178k to 184-211k events/s.
 //! Keys the sessionizer keeps (visitor, post, video, campaign) are made from either form.
