@@ -250,7 +250,7 @@ fn bare_loop(objects: &[RawObject]) -> anyhow::Result<(u64, u64, Duration)> {
     Ok((events, bytes, t.elapsed()))
 }
 
-/// Rounds of the single-core figures (see [`bench`]).
+/// Rounds of the single-core figures (see [`bench()`]).
 const ROUNDS: usize = 3;
 
 #[derive(Default)]
