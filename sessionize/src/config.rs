@@ -34,7 +34,8 @@ pub struct SessionizeConfig {
     pub video_deep_watch_seconds: i64,
     /// Days of per-visitor daily activity kept in state for `parsely_user_daily` (default 35).
     pub daily_retention_days: i64,
-    /// Rows per emitted RowBatch (default 2048).
+    /// Rows per emitted RowBatch (default 2048); a wide table's batches hold fewer, so that
+    /// a batch's values stay within 448 KiB (about 120 page view rows).
     pub batch_rows: usize,
 }
 
