@@ -6,8 +6,11 @@
 //! before `commit` rolls the transaction back (closing the connection makes the server roll
 //! it back too), so a run either changes everything or nothing.
 //!
-//! Speed (measured by `dpl bench` against psql's own `COPY` of the same CSV): each batch is
-//! one `COPY`, encoded a chunk at a time while the previous chunk is sent; staging tables do
+//! Speed (measured by `dpl bench` against psql's own `COPY` of the same CSV): batches are
+//! encoded as they come into one CSV buffer per table, and each buffer is sent as one `COPY`
+//! once it holds a chunk (1 MiB) and at commit, so a table's rows take one statement per
+//! chunk however small the batches (the sessionizer's page view batches are about 120
+//! rows); staging tables do
 //! not toast rows that fit in a page (`toast_tuple_target`), since the merge reads each
 //! staged row once and toasts it for the target anyway; the merge analyzes only the staging
 //! tables' key columns and raises `work_mem` for its own transaction (never lowers it) so
@@ -73,6 +76,8 @@ struct PgRun {
     encoder: CsvEncoder,
     /// Rows copied into each staging table, indexed by `Table as usize`.
     staged: [u64; Table::ALL.len()],
+    /// CSV of each table's rows not copied yet, indexed by `Table as usize`.
+    pending: [Vec<u8>; Table::ALL.len()],
     /// Target rows deleted by withdrawals, indexed by `Table as usize`.
     withdrawn: [u64; Table::ALL.len()],
 }
@@ -268,6 +273,7 @@ impl PostgresLoader {
             client,
             encoder: CsvEncoder::new(Dialect::Postgres),
             staged: [0; Table::ALL.len()],
+            pending: Default::default(),
             withdrawn: [0; Table::ALL.len()],
         }));
         Ok(())
@@ -370,21 +376,47 @@ impl PgRun {
         Ok(())
     }
 
-    /// One `COPY` per batch. Rows are encoded a chunk at a time and each chunk is sent
-    /// while the next is encoded, so the server works while the client encodes. An encoding
-    /// error midway fails the COPY and the caller discards the run.
+    /// Encodes `batch` into its table's pending CSV, copying the CSV into the staging table
+    /// once it holds a chunk. An error midway fails the COPY and the caller discards the run.
     async fn copy(&mut self, schema: &Schema, batch: &RowBatch) -> Result<(), Error> {
         let columns = schema.columns(batch.table);
         check_shape(columns, batch)?;
-        if batch.is_empty() {
+        let t = batch.table;
+        for row in batch.values.chunks_exact(columns.len().max(1)) {
+            let Some(buf) = self.pending.get_mut(t as usize) else {
+                break;
+            };
+            self.encoder.encode_row(t, columns, row, buf)?;
+            if buf.len() >= COPY_CHUNK {
+                self.flush(schema, t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies every table's pending CSV into its staging table.
+    async fn flush_all(&mut self, schema: &Schema) -> Result<(), Error> {
+        for t in Table::ALL {
+            self.flush(schema, t).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies `table`'s pending CSV into its staging table with one `COPY`.
+    async fn flush(&mut self, schema: &Schema, table: Table) -> Result<(), Error> {
+        let Some(pending) = self.pending.get_mut(table as usize) else {
+            return Ok(());
+        };
+        if pending.is_empty() {
             return Ok(());
         }
+        let csv = std::mem::replace(pending, Vec::with_capacity(COPY_CHUNK + COPY_CHUNK / 4));
         let started = std::time::Instant::now();
-        let name = batch.table.name();
+        let name = table.name();
         let stmt = format!(
             "COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
-            quote_ident(&staging_name(batch.table)),
-            column_list(columns)
+            quote_ident(&staging_name(table)),
+            column_list(schema.columns(table))
         );
         let sink = self
             .client
@@ -392,28 +424,14 @@ impl PgRun {
             .await
             .map_err(Error::pg(format!("copy into staging {name}")))?;
         pin_mut!(sink);
-        let mut buf = Vec::with_capacity(COPY_CHUNK + COPY_CHUNK / 4);
-        for row in batch.values.chunks_exact(columns.len()) {
-            self.encoder
-                .encode_row(batch.table, columns, row, &mut buf)?;
-            if buf.len() >= COPY_CHUNK {
-                let full =
-                    std::mem::replace(&mut buf, Vec::with_capacity(COPY_CHUNK + COPY_CHUNK / 4));
-                sink.send(Bytes::from(full))
-                    .await
-                    .map_err(Error::pg(format!("copy into staging {name}")))?;
-            }
-        }
-        if !buf.is_empty() {
-            sink.send(Bytes::from(buf))
-                .await
-                .map_err(Error::pg(format!("copy into staging {name}")))?;
-        }
+        sink.send(Bytes::from(csv))
+            .await
+            .map_err(Error::pg(format!("copy into staging {name}")))?;
         let copied = sink
             .finish()
             .await
             .map_err(Error::pg(format!("copy into staging {name}")))?;
-        if let Some(s) = self.staged.get_mut(batch.table as usize) {
+        if let Some(s) = self.staged.get_mut(table as usize) {
             *s += copied;
         }
         tracing::debug!(table = name, rows = copied, elapsed = ?started.elapsed(), "staged");
@@ -426,6 +444,7 @@ impl PgRun {
         schema: &Schema,
         record: &RunRecord,
     ) -> Result<LoadStats, Error> {
+        self.flush_all(schema).await?;
         let mut stats = LoadStats::default();
         self.client
             .batch_execute(&format!(
