@@ -83,6 +83,35 @@ pub struct Event {
 /// dozens, and becomes a base itself.
 pub const SHARE_MAX_OWN: usize = 16;
 
+/// The two base events a visitor's later events were last stored against (or made into),
+/// most recently used first: what the decoder and the sessionizer compare a new event with
+/// ([`Event::share`], [`Event::sharing`]).
+#[derive(Clone, Debug, Default)]
+pub struct RecentBases([Option<Arc<Event>>; 2]);
+
+impl RecentBases {
+    /// The bases, most recently used first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Event>> {
+        self.0.iter().flatten()
+    }
+
+    /// Makes `base` the most recently used; a base not held yet takes the place of the least
+    /// recently used.
+    pub fn used(&mut self, base: &Arc<Event>) {
+        let held = self
+            .0
+            .iter()
+            .position(|b| b.as_ref().is_some_and(|b| Arc::ptr_eq(b, base)));
+        match held {
+            Some(at) => self.0[..=at].rotate_right(1),
+            None => {
+                self.0.rotate_right(1);
+                self.0[0] = Some(Arc::clone(base));
+            }
+        }
+    }
+}
+
 static NULL: Value = Value::Null;
 const UNSET: u8 = u8::MAX;
 
@@ -547,5 +576,26 @@ mod tests {
                 .collect();
             assert_eq!(dense, want);
         }
+    }
+
+    #[test]
+    fn recent_bases_keep_the_two_most_recently_used() {
+        let base = |line| Arc::new(Event::empty(Class::Pageview, Arrival { object: 0, line }));
+        let (a, b, c) = (base(1), base(2), base(3));
+        let lines = |r: &RecentBases| r.iter().map(|e| e.arrival.line).collect::<Vec<_>>();
+        let mut r = RecentBases::default();
+        assert!(r.iter().next().is_none());
+        r.used(&a);
+        r.used(&b);
+        assert_eq!(lines(&r), [2, 1]);
+        r.used(&a);
+        assert_eq!(lines(&r), [1, 2], "a held one moves to the front");
+        r.used(&c);
+        assert_eq!(
+            lines(&r),
+            [3, 1],
+            "a new one takes the least recently used place"
+        );
+        assert!(r.iter().all(|e| !Arc::ptr_eq(e, &b)));
     }
 }

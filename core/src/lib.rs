@@ -22,7 +22,7 @@ mod value;
 pub use batch::{
     DecodeStats, DecodedBatch, ErrorReason, ErrorRow, ObjectMeta, RawObject, RowBatch,
 };
-pub use event::{Arrival, Class, Event, SHARE_MAX_OWN};
+pub use event::{Arrival, Class, Event, RecentBases, SHARE_MAX_OWN};
 pub use field::{ALL_FIELDS, FIELD_COUNT, FIELDS, Field, FieldSpec, Kind, TZ_FIELDS};
 pub use source::{DayRange, Source};
 pub use table::{

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dpl_core::{
     ALL_FIELDS, Arrival, Class, DecodeStats, DecodedBatch, ErrorReason, ErrorRow, Event,
-    FIELD_COUNT, Field, Kind, RawObject, SHARE_MAX_OWN, Value,
+    FIELD_COUNT, Field, Kind, RawObject, RecentBases, SHARE_MAX_OWN, Value,
 };
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
@@ -555,7 +555,7 @@ struct LineParser {
 struct Bases {
     /// Hash of `(apikey, visitor_site_id)` to the visitor's two latest bases, most recently
     /// used first. A collision only costs a comparison that fails.
-    map: HashMap<u64, [Option<Arc<Event>>; 2], foldhash::fast::FixedState>,
+    map: HashMap<u64, RecentBases, foldhash::fast::FixedState>,
 }
 
 impl Bases {
@@ -570,7 +570,7 @@ impl Bases {
         foldhash::fast::FixedState::default().hash_one((apikey, visitor_site_id))
     }
 
-    fn get(&self, visitor: u64) -> [Option<Arc<Event>>; 2] {
+    fn get(&self, visitor: u64) -> RecentBases {
         self.map.get(&visitor).cloned().unwrap_or_default()
     }
 
@@ -579,13 +579,7 @@ impl Bases {
         if self.map.len() >= Self::MAX_VISITORS && !self.map.contains_key(&visitor) {
             self.map.clear();
         }
-        let bases = self.map.entry(visitor).or_default();
-        let at = bases
-            .iter()
-            .position(|b| b.as_ref().is_some_and(|b| Arc::ptr_eq(b, base)))
-            .unwrap_or(bases.len() - 1);
-        bases[..=at].rotate_right(1);
-        bases[0] = Some(Arc::clone(base));
+        self.map.entry(visitor).or_default().used(base);
     }
 }
 
@@ -767,11 +761,10 @@ impl<'n> Fields<'_, 'n, '_> {
         let mut coerced = 0u128;
         let mut event = None;
         if let Some(visitor) = visitor.filter(|_| try_share) {
-            for base in self.bases.get(visitor).into_iter().flatten() {
+            for base in self.bases.get(visitor).iter() {
                 coerced = 0;
-                if let Some(e) = self.build(class, arrival, ts_action, Some(&base), &mut coerced) {
-                    self.bases.used(visitor, &base);
-                    event = Some(e);
+                event = self.build(class, arrival, ts_action, Some(base), &mut coerced);
+                if event.is_some() {
                     break;
                 }
             }
@@ -783,14 +776,16 @@ impl<'n> Fields<'_, 'n, '_> {
                 let mut e = self
                     .build(class, arrival, ts_action, None, &mut coerced)
                     .unwrap_or_else(|| Event::empty(class, arrival));
-                if let Some(visitor) = visitor
-                    && let Some(base) = e.make_base()
-                {
-                    self.bases.used(visitor, &base);
+                if visitor.is_some() {
+                    e.make_base();
                 }
                 e
             }
         };
+        // The base it is stored against, or the one it became.
+        if let (Some(visitor), Some(base)) = (visitor, event.base()) {
+            self.bases.used(visitor, base);
+        }
         while coerced != 0 {
             let f = coerced.trailing_zeros() as usize;
             if let Some(n) = stats.coerced.get_mut(f) {

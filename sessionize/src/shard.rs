@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use dpl_core::{Event, Field, RowBatch, SHARE_MAX_OWN, Schema, ShortText, Table, Value};
+use dpl_core::{
+    Event, Field, RecentBases, RowBatch, SHARE_MAX_OWN, Schema, ShortText, Table, Value,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::SessionizeConfig;
@@ -106,7 +108,7 @@ struct Visitor {
     due: i64,
     /// The two latest events the visitor's later events are stored against (most recently
     /// used first). See [`Visitor::share`].
-    bases: [Option<Arc<Event>>; 2],
+    bases: RecentBases,
 }
 
 impl Visitor {
@@ -121,26 +123,11 @@ impl Visitor {
     /// bases (`dpl-decode`, within one object): such an event's base becomes the visitor's
     /// most recently used one, for the later events the decoder did not store against it.
     fn share(&mut self, mut ev: Event) -> Event {
+        if !ev.is_shared() && !self.bases.iter().any(|b| ev.share(b, SHARE_MAX_OWN)) {
+            ev.make_base();
+        }
         if let Some(base) = ev.base() {
-            let at = self
-                .bases
-                .iter()
-                .position(|b| b.as_ref().is_some_and(|b| Arc::ptr_eq(b, base)))
-                .unwrap_or(self.bases.len() - 1);
-            self.bases[..=at].rotate_right(1);
-            self.bases[0] = Some(Arc::clone(base));
-            return ev;
-        }
-        for i in 0..self.bases.len() {
-            let Some(base) = &self.bases[i] else { break };
-            if ev.share(base, SHARE_MAX_OWN) {
-                self.bases[..=i].rotate_right(1);
-                return ev;
-            }
-        }
-        if let Some(base) = ev.make_base() {
-            self.bases.rotate_right(1);
-            self.bases[0] = Some(base);
+            self.bases.used(base);
         }
         ev
     }
@@ -308,7 +295,7 @@ impl Shard {
             first_end: 0,
             deadline: 0,
             due: 0,
-            bases: [None, None],
+            bases: RecentBases::default(),
         });
         let ev = v.share(ev);
         // Nearly every event is the visitor's latest so far.
@@ -654,11 +641,7 @@ impl Shard {
         let open_bytes = self
             .visitors
             .values()
-            .flat_map(|v| {
-                v.events
-                    .iter()
-                    .chain(v.bases.iter().flatten().map(|b| &**b))
-            })
+            .flat_map(|v| v.events.iter().chain(v.bases.iter().map(|b| &**b)))
             .map(event_bytes)
             .sum::<usize>()
             + self.visitors.len() * (std::mem::size_of::<Visitor>() + 32 + 16 + 48)
