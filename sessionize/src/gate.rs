@@ -80,10 +80,7 @@ impl Gate {
                 self.duplicates += 1;
                 continue;
             }
-            let shard = match n {
-                1 => 0,
-                n => shard_of(ev.apikey(), ev.visitor_site_id(), n),
-            };
+            let shard = shard_of(ev.apikey(), ev.visitor_site_id(), n);
             let item = if ev.class == Class::Bot {
                 Item::Bot(ev)
             } else if ts < self.watermark.saturating_sub(self.lateness) {
