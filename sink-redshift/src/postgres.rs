@@ -386,6 +386,9 @@ impl PgRun {
             let Some(buf) = self.pending.get_mut(t as usize) else {
                 break;
             };
+            if buf.capacity() == 0 {
+                buf.reserve(COPY_CHUNK + COPY_CHUNK / 4);
+            }
             self.encoder.encode_row(t, columns, row, buf)?;
             if buf.len() >= COPY_CHUNK {
                 self.flush(schema, t).await?;
@@ -410,7 +413,8 @@ impl PgRun {
         if pending.is_empty() {
             return Ok(());
         }
-        let csv = std::mem::replace(pending, Vec::with_capacity(COPY_CHUNK + COPY_CHUNK / 4));
+        // Room for the next chunk is made when a row comes for it (none does after commit).
+        let csv = std::mem::take(pending);
         let started = std::time::Instant::now();
         let name = table.name();
         let stmt = format!(
