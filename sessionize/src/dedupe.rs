@@ -93,19 +93,23 @@ impl Dedupe {
     /// keeps.
     pub(crate) fn entries(&self) -> DedupeIds {
         let floor = self.floor();
-        let mut uuids: Vec<(u128, i64)> = self
-            .uuids
-            .iter()
-            .filter(|(_, ts)| **ts >= floor)
-            .map(|(k, ts)| (*k, *ts))
-            .collect();
+        // Sized once: a day holds millions of ids, and growing by doubling copied and
+        // freshly faulted in the vector several times over.
+        let mut uuids: Vec<(u128, i64)> = Vec::with_capacity(self.uuids.len());
+        uuids.extend(
+            self.uuids
+                .iter()
+                .filter(|(_, ts)| **ts >= floor)
+                .map(|(k, ts)| (*k, *ts)),
+        );
         uuids.sort_unstable();
-        let mut others: Vec<(Arc<str>, i64)> = self
-            .others
-            .iter()
-            .filter(|(_, ts)| **ts >= floor)
-            .map(|(k, ts)| (Arc::clone(k), *ts))
-            .collect();
+        let mut others: Vec<(Arc<str>, i64)> = Vec::with_capacity(self.others.len());
+        others.extend(
+            self.others
+                .iter()
+                .filter(|(_, ts)| **ts >= floor)
+                .map(|(k, ts)| (Arc::clone(k), *ts)),
+        );
         others.sort_unstable();
         DedupeIds { uuids, others }
     }

@@ -14,7 +14,7 @@ use crate::emit::Emitter;
 use crate::error::Error;
 use crate::gate::{Gate, Routed, shard_of};
 use crate::shard::{Shard, ShardEnd};
-use crate::state::{Totals, users_bytes};
+use crate::state::{Totals, User, users_bytes};
 
 /// Counters of one run.
 #[derive(Clone, Debug, Default)]
@@ -214,9 +214,12 @@ pub(crate) fn end_of_run(
         rows: content.em.rows.clone(),
         ..SessionizeStats::default()
     };
-    let mut visitors: Vec<Vec<Event>> = Vec::new();
-    let mut priors = Vec::new();
-    let mut users = HashMap::default();
+    // Each collection is sized once (or taken whole from a lone shard): at the end of a
+    // run they hold every user, open visitor and remembered id, and growing them by
+    // doubling copied and freshly faulted in several times their final size.
+    let mut visitors: Vec<Vec<Event>> = Vec::with_capacity(ends.iter().map(|e| e.open.len()).sum());
+    let mut priors = Vec::with_capacity(ends.iter().map(|e| e.priors.len()).sum());
+    let mut users: HashMap<Key, User> = HashMap::default();
     let mut open_bytes = 0;
     for end in ends {
         stats.late_sessions += end.stats.late_sessions;
@@ -230,7 +233,11 @@ pub(crate) fn end_of_run(
         open_bytes += end.open_bytes;
         visitors.extend(end.open);
         priors.extend(end.priors);
-        users.extend(end.users);
+        if users.is_empty() {
+            users = end.users;
+        } else {
+            users.extend(end.users);
+        }
     }
     // By visitor, each visitor's events already in `(ts_action, event_id)` order: the same
     // order as sorting every event by `(visitor_site_id, apikey, ts_action, event_id)`, for
@@ -239,7 +246,8 @@ pub(crate) fn end_of_run(
         events.first().map(|e| (e.visitor_site_id(), e.apikey()))
     }
     visitors.sort_by(|a, b| visitor(a).cmp(&visitor(b)));
-    let open: Vec<Event> = visitors.into_iter().flatten().collect();
+    let mut open: Vec<Event> = Vec::with_capacity(visitors.iter().map(Vec::len).sum());
+    visitors.into_iter().for_each(|v| open.extend(v));
     priors.sort_by(|a, b| a.0.cmp(&b.0));
     let dedupe = gate.dedupe.entries();
     let totals = content.state.totals;
