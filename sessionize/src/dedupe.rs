@@ -115,6 +115,8 @@ impl Dedupe {
     }
     /// Restores the ids of a checkpoint.
     pub(crate) fn restore(&mut self, ids: DedupeIds) {
+        self.uuids.reserve(ids.uuids.len());
+        self.others.reserve(ids.others.len());
         for (bits, ts) in ids.uuids {
             self.uuids.insert(bits, ts);
             self.max = self.max.max(ts);
@@ -199,30 +201,48 @@ impl Serialize for DedupeIds {
 
 const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
 
+/// The places of the first and the last 16 hex digits of the canonical UUID form.
+const UUID_HIGH: [usize; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17];
+const UUID_LOW: [usize; 16] = [19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35];
+
+/// Per byte, its value as a lowercase hex digit, or `0xff`.
+static HEX_DIGIT: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
+
 /// The 128 bits of an id in the canonical UUID form (32 lowercase hex digits in groups of
 /// 8-4-4-4-12), whose text [`uuid_text`] gives back byte for byte; `None` for any other id.
 /// The bits order as the texts do.
+///
+/// Digits are looked up in a table and checked once at the end: a branch per digit (is it
+/// 0-9 or a-f?) went the wrong way for about half of a random id's digits.
 fn uuid_bits(id: &str) -> Option<u128> {
-    let b = id.as_bytes();
-    if b.len() != 36 || UUID_DASHES.iter().any(|&i| b.get(i) != Some(&b'-')) {
+    let b: &[u8; 36] = id.as_bytes().try_into().ok()?;
+    if UUID_DASHES.iter().any(|&i| b.get(i) != Some(&b'-')) {
         return None;
     }
-    let mut bits = 0u128;
-    for group in UUID_GROUPS {
-        for &c in b.get(group)? {
-            let nibble = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return None,
-            };
-            bits = bits << 4 | u128::from(nibble);
-        }
-    }
-    Some(bits)
+    let mut invalid = 0u8;
+    let mut half = |places: &[usize; 16]| {
+        places.iter().fold(0u64, |bits, &i| {
+            let digit = b.get(i).map_or(0xff, |&c| HEX_DIGIT[usize::from(c)]);
+            invalid |= digit;
+            bits << 4 | u64::from(digit & 0xf)
+        })
+    };
+    let (high, low) = (half(&UUID_HIGH), half(&UUID_LOW));
+    (invalid & 0xf0 == 0).then_some(u128::from(high) << 64 | u128::from(low))
 }
-
-/// The hex digit groups of the canonical UUID form, between [`UUID_DASHES`].
-const UUID_GROUPS: [std::ops::Range<usize>; 5] = [0..8, 9..13, 14..18, 19..23, 24..36];
 
 fn uuid_text(bits: u128) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -300,6 +320,39 @@ mod tests {
             "8672db75+fbd1-1bdb-3c25-89acc270e4a3",
         ] {
             assert_eq!(uuid_bits(other), None, "{other}");
+        }
+    }
+
+    /// The naive reading of the canonical form: dashes at their places, the rest lowercase
+    /// hex digits read as one number.
+    fn naive_uuid_bits(id: &str) -> Option<u128> {
+        let b = id.as_bytes();
+        let shape = b.len() == 36
+            && b.iter().enumerate().all(|(i, c)| {
+                if UUID_DASHES.contains(&i) {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit() || (b'a'..=b'f').contains(c)
+                }
+            });
+        shape
+            .then(|| u128::from_str_radix(&id.replace('-', ""), 16).ok())
+            .flatten()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn uuid_bits_reads_as_the_naive_parse(
+            id in "[0-9a-fA-Fg-][0-9a-f-]{7}[-+][0-9a-f]{4}-[0-9a-f]{4}-[0-9a-fG]{4}-[0-9a-f]{11,13}",
+            any in ".{0,40}",
+        ) {
+            for id in [&id, &any] {
+                let bits = uuid_bits(id);
+                proptest::prop_assert_eq!(bits, naive_uuid_bits(id), "{}", id);
+                if let Some(bits) = bits {
+                    proptest::prop_assert_eq!(&uuid_text(bits), id.as_bytes());
+                }
+            }
         }
     }
 
