@@ -203,7 +203,9 @@ const UUID_DASHES: [usize; 4] = [8, 13, 18, 23];
 
 /// The places of the first and the last 16 hex digits of the canonical UUID form.
 const UUID_HIGH: [usize; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17];
-const UUID_LOW: [usize; 16] = [19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35];
+const UUID_LOW: [usize; 16] = [
+    19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
+];
 
 /// Per byte, its value as a lowercase hex digit, or `0xff`.
 static HEX_DIGIT: [u8; 256] = {
