@@ -7,20 +7,25 @@ use dpl_core::{Class, DecodedBatch, ErrorRow, Event, Field};
 
 use crate::dedupe::Dedupe;
 
-/// An event on its way to its visitor's shard.
-pub(crate) enum Item {
+/// What the gate made of an event on its way to its visitor's shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
     /// An on-time activity event, with the watermark just after it.
-    OnTime(Event, i64),
+    OnTime(i64),
     /// An activity event more than `allowed_lateness` behind the watermark.
-    Straggler(Event),
-    Bot(Event),
+    Straggler,
+    Bot,
 }
 
-/// What one shard gets of one decoded batch, in arrival order.
+/// What one shard gets of one decoded batch, in arrival order: the events, and beside
+/// them what the gate made of each. With one shard the batch's events are passed on where
+/// they lie (a duplicate is taken out of them), not moved one by one.
 #[derive(Default)]
 pub(crate) struct Routed {
     pub errors: Vec<ErrorRow>,
-    pub items: Vec<Item>,
+    pub events: Vec<Event>,
+    /// One per event of `events`.
+    pub routes: Vec<Route>,
     /// The watermark after the whole batch (other shards' events move it too).
     pub watermark: i64,
 }
@@ -73,30 +78,53 @@ impl Gate {
         {
             r.errors.extend(batch.errors);
         }
-        for ev in batch.events {
-            let ts = ev.ts_action();
-            let duplicate = self.dedupe.check_and_register(ev.get(Field::EventId), ts);
-            if duplicate {
-                self.duplicates += 1;
-                continue;
+        match out {
+            [only] if only.events.is_empty() => {
+                let mut events = batch.events;
+                events.retain(|ev| match self.decide(ev) {
+                    Some(route) => {
+                        only.routes.push(route);
+                        true
+                    }
+                    None => false,
+                });
+                only.events = events;
             }
-            let shard = shard_of(ev.apikey(), ev.visitor_site_id(), n);
-            let item = if ev.class == Class::Bot {
-                Item::Bot(ev)
-            } else if ts < self.watermark.saturating_sub(self.lateness) {
-                self.stragglers += 1;
-                Item::Straggler(ev)
-            } else {
-                self.watermark = self.watermark.max(ts);
-                Item::OnTime(ev, self.watermark)
-            };
-            if let Some(r) = out.get_mut(shard) {
-                r.items.push(item);
+            _ => {
+                for ev in batch.events {
+                    let Some(route) = self.decide(&ev) else {
+                        continue;
+                    };
+                    let shard = shard_of(ev.apikey(), ev.visitor_site_id(), n);
+                    if let Some(r) = out.get_mut(shard) {
+                        r.events.push(ev);
+                        r.routes.push(route);
+                    }
+                }
             }
         }
         self.dedupe.evict();
         for r in out.iter_mut() {
             r.watermark = self.watermark;
         }
+    }
+
+    /// Dedupes `ev` (`None`: a duplicate, counted) and says where it goes, moving the
+    /// watermark.
+    fn decide(&mut self, ev: &Event) -> Option<Route> {
+        let ts = ev.ts_action();
+        if self.dedupe.check_and_register(ev.get(Field::EventId), ts) {
+            self.duplicates += 1;
+            return None;
+        }
+        Some(if ev.class == Class::Bot {
+            Route::Bot
+        } else if ts < self.watermark.saturating_sub(self.lateness) {
+            self.stragglers += 1;
+            Route::Straggler
+        } else {
+            self.watermark = self.watermark.max(ts);
+            Route::OnTime(self.watermark)
+        })
     }
 }

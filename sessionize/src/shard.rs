@@ -14,7 +14,7 @@ use crate::config::SessionizeConfig;
 use crate::derive::{Derive, HashMap, HashSet, Key, MICROS_PER_DAY};
 use crate::emit::Emitter;
 use crate::error::Error;
-use crate::gate::{Item, Routed};
+use crate::gate::{Route, Routed};
 use crate::rows::{UserDailyFacts, UserFacts};
 use crate::session::{UserBefore, build_session};
 use crate::state::{ContentTotals, Contribution, DayCounts, User, Windows, apply_user};
@@ -260,15 +260,15 @@ impl Shard {
             let d = &self.d;
             self.em.row(Table::Errors, out, |buf| d.push_error(&e, buf));
         }
-        for item in r.items.drain(..) {
-            match item {
-                Item::Bot(ev) => {
+        for (ev, route) in r.events.drain(..).zip(r.routes.drain(..)) {
+            match route {
+                Route::Bot => {
                     let d = &self.d;
                     self.em
                         .row(Table::BotTraffic, out, |buf| d.push_bot(&ev, buf));
                 }
-                Item::Straggler(ev) => self.stragglers.push(ev),
-                Item::OnTime(ev, watermark) => {
+                Route::Straggler => self.stragglers.push(ev),
+                Route::OnTime(watermark) => {
                     self.watermark = watermark;
                     self.insert_open(ev);
                     self.finalize_ready(out);
