@@ -653,7 +653,60 @@ pub(crate) struct KeyCache {
     entries: [Vec<(usize, Key)>; 4],
     /// The last `utm_id` input and key, kept across sessions: most sessions carry no
     /// campaign, and their `utm_id` is then the same for every session of the apikey.
-    last_utm: Option<([Value; 6], Key)>,
+    last_utm: LastKey<6>,
+}
+
+/// The last input of one recipe and its key: a run of inputs with the same fields (same
+/// variant and value, see [`same_text`]) computes the md5 once.
+#[derive(Debug)]
+pub(crate) struct LastKey<const N: usize>(Option<([Value; N], Key)>);
+
+impl<const N: usize> Default for LastKey<N> {
+    fn default() -> Self {
+        LastKey(None)
+    }
+}
+
+impl<const N: usize> LastKey<N> {
+    pub(crate) fn key(&mut self, parts: [&Value; N]) -> Key {
+        match &self.0 {
+            Some((last, key)) if last.iter().zip(parts).all(|(a, b)| same_text(a, b)) => {
+                key.clone()
+            }
+            _ => {
+                let key = md5_parts(&parts);
+                self.0 = Some((parts.map(Clone::clone), key.clone()));
+                key
+            }
+        }
+    }
+}
+
+/// The keys of bot rows, which come one event at a time: a crawl's events share their
+/// visitor, session and campaign keys, so each is computed once per run of equal inputs.
+#[derive(Debug, Default)]
+pub(crate) struct BotKeys {
+    avid: LastKey<2>,
+    utm_id: LastKey<6>,
+    pageview: LastKey<7>,
+    videostart: LastKey<8>,
+    session_id: LastKey<4>,
+}
+
+impl BotKeys {
+    /// The keys of `ev`'s bot row: those of [`crate::rows::EventKeys::of`].
+    pub(crate) fn of(&mut self, ev: &Event) -> crate::rows::EventKeys {
+        crate::rows::EventKeys {
+            avid: self
+                .avid
+                .key([ev.get(Field::Apikey), ev.get(Field::VisitorSiteId)]),
+            utm_id: self.utm_id.key(utm_parts(ev)),
+            pageview_key: Value::Text(self.pageview.key(pageview_parts(ev))),
+            videostart_key: self.videostart.key(videostart_parts(ev)),
+            session_id: self.session_id.key(session_id_parts(ev)),
+            session_key: Value::Null,
+        }
+    }
 }
 
 impl KeyCache {
@@ -684,17 +737,7 @@ impl KeyCache {
                 let Some(ev) = events.get(i) else {
                     return md5_parts(&[&Value::Null; 6]);
                 };
-                let want = utm_parts(ev);
-                let key = match &self.last_utm {
-                    Some((last, key)) if last.iter().zip(want).all(|(a, b)| same_text(a, b)) => {
-                        key.clone()
-                    }
-                    _ => {
-                        let key = md5_parts(&want);
-                        self.last_utm = Some((want.map(Clone::clone), key.clone()));
-                        key
-                    }
-                };
+                let key = self.last_utm.key(utm_parts(ev));
                 list.push((i, key.clone()));
                 key
             }
@@ -935,6 +978,32 @@ pub(crate) mod tests {
         // printf '%s' '_____' | md5sum
         assert_eq!(&*Derive::utm_id(&none), "4e97bce5e680a3793adca03d5cc8523f");
         assert_eq!(&*Derive::parsely_session_id(&none), &*md5_hex(b"___"));
+    }
+
+    #[test]
+    fn bot_keys_are_the_event_keys_whatever_came_before() {
+        let a = recipe_event();
+        let mut b = recipe_event();
+        b.set(Field::PageviewId, Value::text("pv2"));
+        b.set(Field::Url, Value::text("http://example.com/b"));
+        let mut c = recipe_event();
+        c.set(Field::VisitorSiteId, Value::text("another"));
+        c.set(Field::UtmCampaign, Value::Null);
+        // Another variant with the same text form: computed afresh, to the same key.
+        let mut d = a.clone();
+        d.set(Field::SessionId, Value::text("3"));
+        let mut keys = BotKeys::default();
+        for e in [&a, &a, &b, &a, &c, &c, &d, &a] {
+            let got = keys.of(e);
+            let want = crate::rows::EventKeys::of(e, Value::Null);
+            assert_eq!(got.avid, want.avid);
+            assert_eq!(got.utm_id, want.utm_id);
+            assert_eq!(got.pageview_key, want.pageview_key);
+            assert_eq!(got.videostart_key, want.videostart_key);
+            assert_eq!(got.session_id, want.session_id);
+            assert!(got.session_key.is_null());
+        }
+        assert_ne!(keys.of(&a).avid, keys.of(&c).avid);
     }
 
     #[test]

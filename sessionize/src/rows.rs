@@ -382,8 +382,13 @@ impl Derive {
     }
 
     pub(crate) fn push_bot(&self, ev: &Event, out: &mut Vec<Value>) {
+        self.push_bot_keyed(ev, EventKeys::of(ev, Value::Null), out);
+    }
+
+    /// [`Derive::push_bot`] with the keys computed by the caller.
+    pub(crate) fn push_bot_keyed(&self, ev: &Event, keys: EventKeys, out: &mut Vec<Value>) {
         let start = out.len();
-        self.push_event_columns(ev, EventKeys::of(ev, Value::Null), out);
+        self.push_event_columns(ev, keys, out);
         self.check_width(Table::BotTraffic, start, out);
     }
 

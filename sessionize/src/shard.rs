@@ -11,7 +11,7 @@ use dpl_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::config::SessionizeConfig;
-use crate::derive::{Derive, HashMap, HashSet, Key, MICROS_PER_DAY};
+use crate::derive::{BotKeys, Derive, HashMap, HashSet, Key, MICROS_PER_DAY};
 use crate::emit::Emitter;
 use crate::error::Error;
 use crate::gate::{Route, Routed};
@@ -122,14 +122,13 @@ impl Visitor {
     /// The decoder stores most heartbeats so already, and page views and video starts as
     /// bases (`dpl-decode`, within one object): such an event's base becomes the visitor's
     /// most recently used one, for the later events the decoder did not store against it.
-    fn share(&mut self, mut ev: Event) -> Event {
+    fn share(&mut self, ev: &mut Event) {
         if !ev.is_shared() && !self.bases.iter().any(|b| ev.share(b, SHARE_MAX_OWN)) {
             ev.make_base();
         }
         if let Some(base) = ev.base() {
             self.bases.used(base);
         }
-        ev
     }
 }
 
@@ -201,6 +200,7 @@ pub(crate) struct Shard {
     /// The priors of the visitors with open sessions at the run end.
     end_priors: Vec<(Key, Prior)>,
     em: Emitter,
+    bot_keys: BotKeys,
     stats: ShardStats,
 }
 
@@ -228,6 +228,7 @@ impl Shard {
             open_contribs: Vec::new(),
             end_priors: Vec::new(),
             em,
+            bot_keys: BotKeys::default(),
             stats: ShardStats::default(),
         })
     }
@@ -264,8 +265,10 @@ impl Shard {
             match route {
                 Route::Bot => {
                     let d = &self.d;
-                    self.em
-                        .row(Table::BotTraffic, out, |buf| d.push_bot(&ev, buf));
+                    let keys = self.bot_keys.of(&ev);
+                    self.em.row(Table::BotTraffic, out, |buf| {
+                        d.push_bot_keyed(&ev, keys, buf)
+                    });
                 }
                 Route::Straggler => self.stragglers.push(ev),
                 Route::OnTime(watermark) => {
@@ -287,7 +290,7 @@ impl Shard {
     }
 
     /// Inserts an on-time event among its visitor's open events and updates the deadline.
-    fn insert_open(&mut self, ev: Event) -> Key {
+    fn insert_open(&mut self, mut ev: Event) -> Key {
         let vk = visitor_key(&ev);
         let v = self.visitors.entry(vk.clone()).or_insert_with(|| Visitor {
             avid: Derive::apikey_visitor_id(&ev),
@@ -297,7 +300,7 @@ impl Shard {
             due: 0,
             bases: RecentBases::default(),
         });
-        let ev = v.share(ev);
+        v.share(&mut ev);
         // Nearly every event is the visitor's latest so far.
         let pos = match v.events.last() {
             Some(last) if last.time_key() > ev.time_key() => {
