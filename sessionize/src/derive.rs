@@ -208,7 +208,7 @@ impl Derive {
 
     /// md5 hex of `apikey || '_' || visitor_site_id`.
     pub(crate) fn apikey_visitor_id(ev: &Event) -> Key {
-        md5_parts(&[ev.get(Field::Apikey), ev.get(Field::VisitorSiteId)])
+        md5_parts(&apikey_visitor_parts(ev))
     }
 
     /// SPEC.md section 3 recipes, from the event's parsed values.
@@ -697,9 +697,7 @@ impl BotKeys {
     /// The keys of `ev`'s bot row: those of [`crate::rows::EventKeys::of`].
     pub(crate) fn of(&mut self, ev: &Event) -> crate::rows::EventKeys {
         crate::rows::EventKeys {
-            avid: self
-                .avid
-                .key([ev.get(Field::Apikey), ev.get(Field::VisitorSiteId)]),
+            avid: self.avid.key(apikey_visitor_parts(ev)),
             utm_id: self.utm_id.key(utm_parts(ev)),
             pageview_key: Value::Text(self.pageview.key(pageview_parts(ev))),
             videostart_key: self.videostart.key(videostart_parts(ev)),
@@ -804,6 +802,10 @@ pub(crate) fn same_text(a: &Value, b: &Value) -> bool {
         (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
         _ => false,
     }
+}
+
+fn apikey_visitor_parts(ev: &Event) -> [&Value; 2] {
+    [ev.get(Field::Apikey), ev.get(Field::VisitorSiteId)]
 }
 
 fn pageview_parts(ev: &Event) -> [&Value; 7] {
