@@ -117,9 +117,10 @@
 //! search when it is the latest; the deadline set is touched only when a deadline moves
 //! earlier or comes due), dedupe (one hash map lookup) and the md5 of the keys that do
 //! differ. With the decoder's sharing and those changes, the criterion bench went from
-//! 248-252k to 500-550k events/s (see `docs/performance.md`). Texts of up to 22 bytes, about 70% of an event's, are held inline in the
-//! value (`dpl_core::Value::Short`), so comparing, copying and dropping them touches no
-//! shared string: the criterion bench on mimalloc went from 162-178k to 184-211k events/s.
+//! 248-252k to 500-550k events/s (see `docs/performance.md`). Texts of up to 22 bytes,
+//! about 70% of an event's, are held inline in the value (`dpl_core::Value::Short`), so
+//! comparing, copying and dropping them touches no shared string: the criterion bench on
+//! mimalloc went from 162-178k to 184-211k events/s.
 //! Keys the sessionizer keeps (visitor, post, video, campaign) are made from either form.
 //!
 //! So the state is bounded by one record per known visitor, post, video and campaign plus

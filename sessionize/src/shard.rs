@@ -255,6 +255,7 @@ impl Shard {
     /// Processes one routed batch: error and bot rows at once, on-time events into their
     /// visitor's open sessions (emitting those the watermark makes final), stragglers kept
     /// for the run end.
+    ///
     /// Takes the errors, events and routes out of `r`, leaving it empty with its capacity.
     pub(crate) fn process(&mut self, r: &mut Routed, out: &mut dyn FnMut(RowBatch)) {
         for e in r.errors.drain(..) {

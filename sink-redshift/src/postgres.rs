@@ -10,11 +10,10 @@
 //! encoded as they come into one CSV buffer per table, and each buffer is sent as one `COPY`
 //! once it holds a chunk (1 MiB) and at commit, so a table's rows take one statement per
 //! chunk however small the batches (the sessionizer's page view batches are about 120
-//! rows); staging tables do
-//! not toast rows that fit in a page (`toast_tuple_target`), since the merge reads each
-//! staged row once and toasts it for the target anyway; the merge analyzes only the staging
-//! tables' key columns and raises `work_mem` for its own transaction (never lowers it) so
-//! its sort by key stays in memory.
+//! rows); staging tables do not toast rows that fit in a page (`toast_tuple_target`),
+//! since the merge reads each staged row once and toasts it for the target anyway; the
+//! merge analyzes only the staging tables' key columns and raises `work_mem` for its own
+//! transaction (never lowers it) so its sort by key stays in memory.
 
 use std::collections::HashMap;
 use std::sync::Arc;
