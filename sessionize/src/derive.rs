@@ -647,13 +647,15 @@ pub(crate) enum Recipe {
 /// their pageview, session and campaign fields. Entries are event indexes into the
 /// session's events, so nothing is cloned to remember them; [`KeyCache::clear`] starts a
 /// session (the vectors keep their capacity).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct KeyCache {
     /// Per recipe: `(event index, key)` of each distinct input, in the order computed.
     entries: [Vec<(usize, Key)>; 4],
     /// The last `utm_id` input and key, kept across sessions: most sessions carry no
     /// campaign, and their `utm_id` is then the same for every session of the apikey.
     last_utm: LastKey<6>,
+    /// The empty key, for a recipe without an entry list (none is).
+    empty: Key,
 }
 
 /// The last input of one recipe and its key: a run of inputs with the same fields (same
@@ -707,6 +709,16 @@ impl BotKeys {
     }
 }
 
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache {
+            entries: Default::default(),
+            last_utm: LastKey::default(),
+            empty: Key::from(""),
+        }
+    }
+}
+
 impl KeyCache {
     /// Distinct inputs compared (most recent first) before computing a key afresh.
     pub(crate) const SCAN: usize = 16;
@@ -721,66 +733,70 @@ impl KeyCache {
     /// The `recipe` key of `events[i]`; an index out of `events` gets the key of an event
     /// with every field null.
     pub(crate) fn key(&mut self, events: &[Event], i: usize, recipe: Recipe) -> Key {
+        self.key_ref(events, i, recipe).clone()
+    }
+
+    /// [`KeyCache::key`], borrowed: for comparing keys without a reference count going up
+    /// and down for every heartbeat.
+    pub(crate) fn key_ref(&mut self, events: &[Event], i: usize, recipe: Recipe) -> &Key {
         let Some(list) = self.entries.get_mut(recipe as usize) else {
-            return Key::from("");
+            return &self.empty;
         };
-        match recipe {
+        let at = match recipe {
             Recipe::Pageview => cached(list, events, i, pageview_parts),
             Recipe::Videostart => cached(list, events, i, videostart_parts),
             Recipe::SessionId => cached(list, events, i, session_id_parts),
-            Recipe::Utm => {
-                if let Some(key) = scan(list, events, i, utm_parts) {
-                    return key;
-                }
-                let Some(ev) = events.get(i) else {
-                    return md5_parts(&[&Value::Null; 6]);
+            Recipe::Utm => scan(list, events, i, utm_parts).unwrap_or_else(|| {
+                let key = match events.get(i) {
+                    Some(ev) => self.last_utm.key(utm_parts(ev)),
+                    None => md5_parts(&[&Value::Null; 6]),
                 };
-                let key = self.last_utm.key(utm_parts(ev));
-                list.push((i, key.clone()));
-                key
-            }
-        }
+                list.push((i, key));
+                list.len() - 1
+            }),
+        };
+        list.get(at).map_or(&self.empty, |(_, key)| key)
     }
 }
 
-/// See [`KeyCache::key`].
+/// See [`KeyCache::key`]: the index in `list` of the entry with the key of `events[i]`,
+/// pushed when there is none.
 fn cached<const N: usize>(
     list: &mut Vec<(usize, Key)>,
     events: &[Event],
     i: usize,
     parts: fn(&Event) -> [&Value; N],
-) -> Key {
-    if let Some(key) = scan(list, events, i, parts) {
-        return key;
+) -> usize {
+    if let Some(at) = scan(list, events, i, parts) {
+        return at;
     }
-    let Some(ev) = events.get(i) else {
-        return md5_parts(&[&Value::Null; N]);
+    let key = match events.get(i) {
+        Some(ev) => md5_parts(&parts(ev)),
+        None => md5_parts(&[&Value::Null; N]),
     };
-    let key = md5_parts(&parts(ev));
-    list.push((i, key.clone()));
-    key
+    list.push((i, key));
+    list.len() - 1
 }
 
-/// The key of the latest of the last [`KeyCache::SCAN`] entries of `list` whose event has
+/// The index in `list` of the latest of its last [`KeyCache::SCAN`] entries whose event has
 /// the same recipe fields as `events[i]`.
 fn scan<const N: usize>(
     list: &[(usize, Key)],
     events: &[Event],
     i: usize,
     parts: fn(&Event) -> [&Value; N],
-) -> Option<Key> {
+) -> Option<usize> {
     let want = parts(events.get(i)?);
     let from = list.len().saturating_sub(KeyCache::SCAN);
     list.get(from..)?
         .iter()
-        .rev()
-        .find(|(j, _)| {
+        .rposition(|(j, _)| {
             *j == i
                 || events
                     .get(*j)
                     .is_some_and(|e| parts(e).iter().zip(&want).all(|(a, b)| same_text(a, b)))
         })
-        .map(|(_, key)| key.clone())
+        .map(|at| from + at)
 }
 
 /// Whether two values have the same text form inside a recipe, judged without forming it:

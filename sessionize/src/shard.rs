@@ -84,11 +84,43 @@ impl Ord for TextKey {
 }
 
 fn visitor_key(ev: &Event) -> VisitorKey {
-    let text = |f| match ev.get(f) {
-        v @ (Value::Text(_) | Value::Short(_)) => TextKey(v.clone()),
-        _ => TextKey(Value::Short(ShortText::default())),
-    };
-    (text(Field::Apikey), text(Field::VisitorSiteId))
+    VisitorRef::of(ev).key()
+}
+
+/// A visitor as the event has it, borrowed: looks up a [`VisitorKey`] (hashed and compared
+/// alike) without a reference count going up and down for every event.
+struct VisitorRef<'a>(&'a Value, &'a Value);
+
+impl<'a> VisitorRef<'a> {
+    fn of(ev: &'a Event) -> VisitorRef<'a> {
+        VisitorRef(ev.get(Field::Apikey), ev.get(Field::VisitorSiteId))
+    }
+    fn texts(&self) -> (&'a str, &'a str) {
+        (
+            self.0.as_str().unwrap_or_default(),
+            self.1.as_str().unwrap_or_default(),
+        )
+    }
+    fn key(&self) -> VisitorKey {
+        let text = |v: &Value| match v {
+            Value::Text(_) | Value::Short(_) => TextKey(v.clone()),
+            _ => TextKey(Value::Short(ShortText::default())),
+        };
+        (text(self.0), text(self.1))
+    }
+}
+
+impl std::hash::Hash for VisitorRef<'_> {
+    /// As the tuple of [`TextKey`]s hashes.
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.texts().hash(h);
+    }
+}
+
+impl hashbrown::Equivalent<VisitorKey> for VisitorRef<'_> {
+    fn equivalent(&self, key: &VisitorKey) -> bool {
+        self.texts() == (key.0.as_str(), key.1.as_str())
+    }
 }
 
 /// A visitor's open (not yet final) events, sorted by `(ts_action, event_id)`.
@@ -183,7 +215,7 @@ pub(crate) struct Shard {
     windows: Windows,
     /// The watermark as the gate last reported it.
     watermark: i64,
-    visitors: HashMap<VisitorKey, Visitor>,
+    visitors: hashbrown::HashMap<VisitorKey, Visitor, foldhash::fast::RandomState>,
     /// `(due, visitor)` of every visitor with open events (see `Visitor::due`).
     deadlines: BTreeSet<(i64, VisitorKey)>,
     stragglers: Vec<Event>,
@@ -217,7 +249,7 @@ impl Shard {
             },
             d,
             watermark: i64::MIN,
-            visitors: HashMap::default(),
+            visitors: hashbrown::HashMap::default(),
             deadlines: BTreeSet::new(),
             stragglers: Vec::new(),
             users: HashMap::default(),
@@ -245,7 +277,12 @@ impl Shard {
 
     /// Restores an open event of the checkpoint; returns its visitor's `apikey_visitor_id`.
     pub(crate) fn load_open(&mut self, ev: Event) -> Key {
-        self.insert_open(ev)
+        let vk = visitor_key(&ev);
+        self.insert_open(ev);
+        // The visitor is there: the event was just inserted under it.
+        self.visitors
+            .get(&vk)
+            .map_or_else(|| Key::from(""), |v| v.avid.clone())
     }
 
     pub(crate) fn set_watermark(&mut self, watermark: i64) {
@@ -291,16 +328,21 @@ impl Shard {
     }
 
     /// Inserts an on-time event among its visitor's open events and updates the deadline.
-    fn insert_open(&mut self, mut ev: Event) -> Key {
-        let vk = visitor_key(&ev);
-        let v = self.visitors.entry(vk.clone()).or_insert_with(|| Visitor {
-            avid: Derive::apikey_visitor_id(&ev),
-            events: Vec::new(),
-            first_end: 0,
-            deadline: 0,
-            due: 0,
-            bases: RecentBases::default(),
-        });
+    ///
+    /// The visitor is looked up by the event's borrowed fields: its key is cloned only for a
+    /// new visitor and when it is filed under an earlier deadline.
+    fn insert_open(&mut self, mut ev: Event) {
+        let v = match self.visitors.get_mut(&VisitorRef::of(&ev)) {
+            Some(v) => v,
+            None => self.visitors.entry(visitor_key(&ev)).or_insert(Visitor {
+                avid: Derive::apikey_visitor_id(&ev),
+                events: Vec::new(),
+                first_end: 0,
+                deadline: 0,
+                due: 0,
+                bases: RecentBases::default(),
+            }),
+        };
         v.share(&mut ev);
         // Nearly every event is the visitor's latest so far.
         let pos = match v.events.last() {
@@ -324,9 +366,12 @@ impl Shard {
             .map_or(i64::MAX, |e| e.ts_action())
             .saturating_add(self.idle)
             .saturating_add(self.lateness);
-        let avid = v.avid.clone();
         // A later deadline leaves the visitor filed under the earlier one (see `due`).
         if was_empty || deadline < v.due {
+            let vk = v
+                .events
+                .get(pos)
+                .map_or_else(|| (TextKey(Value::Null), TextKey(Value::Null)), visitor_key);
             if !was_empty {
                 self.deadlines.remove(&(v.due, vk.clone()));
             }
@@ -334,7 +379,6 @@ impl Shard {
             self.deadlines.insert((deadline, vk));
         }
         v.deadline = deadline;
-        avid
     }
 
     /// Finalizes every open session whose deadline the watermark has passed.
