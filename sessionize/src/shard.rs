@@ -128,6 +128,9 @@ struct Visitor {
     /// `apikey_visitor_id`, computed once.
     avid: Key,
     events: Vec<Event>,
+    /// The `ts_action` of the last of `events`: an event later than it (nearly every one)
+    /// is appended without reading the last event, which has gone cold since it came.
+    last_ts: i64,
     /// Index of the last event of the first (earliest) open session.
     first_end: usize,
     /// When the first open session becomes final: its last `ts_action` + idle + lateness.
@@ -336,7 +339,10 @@ impl Shard {
             Some(v) => v,
             None => self.visitors.entry(visitor_key(&ev)).or_insert(Visitor {
                 avid: Derive::apikey_visitor_id(&ev),
-                events: Vec::new(),
+                // A session has about twenty events: growing from one by doubling moved the
+                // first ones three times over.
+                events: Vec::with_capacity(8),
+                last_ts: i64::MIN,
                 first_end: 0,
                 deadline: 0,
                 due: 0,
@@ -345,12 +351,17 @@ impl Shard {
         };
         v.share(&mut ev);
         // Nearly every event is the visitor's latest so far.
+        let ts = ev.ts_action();
         let pos = match v.events.last() {
+            Some(_) if ts > v.last_ts => v.events.len(),
             Some(last) if last.time_key() > ev.time_key() => {
                 v.events.partition_point(|e| e.time_key() <= ev.time_key())
             }
             _ => v.events.len(),
         };
+        if pos == v.events.len() {
+            v.last_ts = ts;
+        }
         v.events.insert(pos, ev);
         let was_empty = v.events.len() == 1;
         if was_empty {
