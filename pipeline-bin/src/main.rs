@@ -35,9 +35,10 @@ const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 ///
 /// mimalloc returns freed memory to the system 1 s after it is freed, with `madvise`. With
 /// threads on several cores, every such call interrupts the other cores to flush their TLBs,
-/// and the memory, soon used again, faults in afresh: on two cores `dpl run` spent 4% of its
-/// time in those interrupts. Ten seconds keeps the memory a steady run reuses, and still
-/// returns what a burst left: `dpl run` on two cores took 9% less time (docs/performance.md).
+/// and the memory, soon used again, faults in afresh: on two cores `dpl run` spent 7% of its
+/// time sending and taking those interrupts. Ten seconds keeps the memory a steady run
+/// reuses, and still returns what a burst left: `dpl run` on two cores took about 8% less
+/// time (docs/performance.md).
 #[allow(unsafe_code)]
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
