@@ -743,35 +743,29 @@ impl KeyCache {
             return &self.empty;
         };
         let at = match recipe {
-            Recipe::Pageview => cached(list, events, i, pageview_parts),
-            Recipe::Videostart => cached(list, events, i, videostart_parts),
-            Recipe::SessionId => cached(list, events, i, session_id_parts),
-            Recipe::Utm => scan(list, events, i, utm_parts).unwrap_or_else(|| {
-                let key = match events.get(i) {
-                    Some(ev) => self.last_utm.key(utm_parts(ev)),
-                    None => md5_parts(&[&Value::Null; 6]),
-                };
-                list.push((i, key));
-                list.len() - 1
-            }),
+            Recipe::Pageview => cached(list, events, i, pageview_parts, |p| md5_parts(&p)),
+            Recipe::Videostart => cached(list, events, i, videostart_parts, |p| md5_parts(&p)),
+            Recipe::SessionId => cached(list, events, i, session_id_parts, |p| md5_parts(&p)),
+            Recipe::Utm => cached(list, events, i, utm_parts, |p| self.last_utm.key(p)),
         };
         list.get(at).map_or(&self.empty, |(_, key)| key)
     }
 }
 
 /// See [`KeyCache::key`]: the index in `list` of the entry with the key of `events[i]`,
-/// pushed when there is none.
+/// pushed when there is none (its key computed from the recipe fields by `compute`).
 fn cached<const N: usize>(
     list: &mut Vec<(usize, Key)>,
     events: &[Event],
     i: usize,
     parts: fn(&Event) -> [&Value; N],
+    compute: impl FnOnce([&Value; N]) -> Key,
 ) -> usize {
     if let Some(at) = scan(list, events, i, parts) {
         return at;
     }
     let key = match events.get(i) {
-        Some(ev) => md5_parts(&parts(ev)),
+        Some(ev) => compute(parts(ev)),
         None => md5_parts(&[&Value::Null; N]),
     };
     list.push((i, key));

@@ -280,12 +280,7 @@ impl Shard {
 
     /// Restores an open event of the checkpoint; returns its visitor's `apikey_visitor_id`.
     pub(crate) fn load_open(&mut self, ev: Event) -> Key {
-        let vk = visitor_key(&ev);
-        self.insert_open(ev);
-        // The visitor is there: the event was just inserted under it.
-        self.visitors
-            .get(&vk)
-            .map_or_else(|| Key::from(""), |v| v.avid.clone())
+        self.insert_open(ev, |v| v.avid.clone())
     }
 
     pub(crate) fn set_watermark(&mut self, watermark: i64) {
@@ -314,7 +309,7 @@ impl Shard {
                 Route::Straggler => self.stragglers.push(ev),
                 Route::OnTime(watermark) => {
                     self.watermark = watermark;
-                    self.insert_open(ev);
+                    self.insert_open(ev, |_| ());
                     self.finalize_ready(out);
                 }
             }
@@ -330,11 +325,13 @@ impl Shard {
         std::mem::take(&mut self.delta)
     }
 
-    /// Inserts an on-time event among its visitor's open events and updates the deadline.
+    /// Inserts an on-time event among its visitor's open events and updates the deadline;
+    /// returns what `then` makes of the visitor.
     ///
     /// The visitor is looked up by the event's borrowed fields: its key is cloned only for a
-    /// new visitor and when it is filed under an earlier deadline.
-    fn insert_open(&mut self, mut ev: Event) {
+    /// new visitor and when it is filed under an earlier deadline. (`then` instead of
+    /// returning the visitor: the borrow of a lookup that may insert cannot be returned.)
+    fn insert_open<R>(&mut self, mut ev: Event, then: impl FnOnce(&Visitor) -> R) -> R {
         let v = match self.visitors.get_mut(&VisitorRef::of(&ev)) {
             Some(v) => v,
             None => self.visitors.entry(visitor_key(&ev)).or_insert(Visitor {
@@ -390,6 +387,7 @@ impl Shard {
             self.deadlines.insert((deadline, vk));
         }
         v.deadline = deadline;
+        then(v)
     }
 
     /// Finalizes every open session whose deadline the watermark has passed.
