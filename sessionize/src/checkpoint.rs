@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::dedupe::DedupeIds;
 use crate::derive::Key;
 use crate::error::Error;
-use crate::ser::StoredEvent;
+use crate::ser::{StoredEvent, StoredEventRef};
 use crate::shard::Prior;
 use crate::state::Totals;
 
@@ -56,7 +56,7 @@ pub(crate) struct State {
     pub totals: Totals,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Stored {
     settings: Settings,
     watermark: i64,
@@ -84,7 +84,7 @@ struct OpenEvents<'a>(&'a [Event]);
 
 impl Serialize for OpenEvents<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(StoredEvent::from_event))
+        s.collect_seq(self.0.iter().map(StoredEventRef::of))
     }
 }
 
@@ -164,14 +164,20 @@ impl Checkpoint {
         let head = self.header(0, 0);
         w.write_all(&head)?;
         let (len, crc) = {
-            let mut body = Summed {
-                inner: std::io::BufWriter::with_capacity(1 << 20, &mut *w),
-                crc: crc32fast::Hasher::new(),
-                len: 0,
-            };
+            // Summed under the buffer: the CRC runs over whole buffers, not over each of the
+            // encoder's many small writes.
+            let mut body = std::io::BufWriter::with_capacity(
+                1 << 20,
+                Summed {
+                    inner: &mut *w,
+                    crc: crc32fast::Hasher::new(),
+                    len: 0,
+                },
+            );
             postcard::to_io(&stored, &mut body).map_err(std::io::Error::other)?;
-            body.inner.flush()?;
-            (body.len, body.crc.clone().finalize())
+            body.flush()?;
+            let summed = body.get_ref();
+            (summed.len, summed.crc.clone().finalize())
         };
         let end = w.stream_position()?;
         // The length and CRC are the header's last 12 bytes.

@@ -4,8 +4,9 @@
 use dpl_core::{ALL_FIELDS, Arrival, Class, Event, Value};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Mirror of [`Value`] for serialization.
-#[derive(Serialize, Deserialize)]
+/// Mirror of [`Value`] for reading the checkpoint; written as [`VRef`], which has the same
+/// encoding.
+#[derive(Deserialize)]
 pub(crate) enum V {
     Null,
     Bool(bool),
@@ -16,15 +17,23 @@ pub(crate) enum V {
     Date(i32),
 }
 
+/// [`V`] borrowed from a [`Value`], for writing: the same variants in the same order, so
+/// the same bytes, without touching a text's reference count.
+#[derive(Serialize)]
+#[serde(rename = "V")]
+pub(crate) enum VRef<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(&'a str),
+    Ts(i64),
+    Date(i32),
+}
+
 /// A text [`Value`] (either form), stored as a plain string; read back in the form
 /// [`Value::str`] picks.
 pub(crate) struct TextV(Value);
-
-impl Serialize for TextV {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str().unwrap_or_default())
-    }
-}
 
 impl<'de> Deserialize<'de> for TextV {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<TextV, D::Error> {
@@ -42,16 +51,16 @@ impl<'de> Deserialize<'de> for TextV {
     }
 }
 
-impl From<&Value> for V {
-    fn from(v: &Value) -> V {
+impl<'a> From<&'a Value> for VRef<'a> {
+    fn from(v: &'a Value) -> VRef<'a> {
         match v {
-            Value::Null => V::Null,
-            Value::Bool(b) => V::Bool(*b),
-            Value::Int(i) => V::Int(*i),
-            Value::Float(f) => V::Float(*f),
-            Value::Text(_) | Value::Short(_) => V::Text(TextV(v.clone())),
-            Value::Ts(t) => V::Ts(*t),
-            Value::Date(d) => V::Date(*d),
+            Value::Null => VRef::Null,
+            Value::Bool(b) => VRef::Bool(*b),
+            Value::Int(i) => VRef::Int(*i),
+            Value::Float(f) => VRef::Float(*f),
+            Value::Text(_) | Value::Short(_) => VRef::Text(v.as_str().unwrap_or_default()),
+            Value::Ts(t) => VRef::Ts(*t),
+            Value::Date(d) => VRef::Date(*d),
         }
     }
 }
@@ -74,7 +83,7 @@ impl From<V> for Value {
 pub(crate) mod value {
     use super::*;
     pub(crate) fn serialize<S: Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
-        V::from(v).serialize(s)
+        VRef::from(v).serialize(s)
     }
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
         V::deserialize(d).map(Value::from)
@@ -85,7 +94,7 @@ pub(crate) mod value {
 pub(crate) mod values {
     use super::*;
     pub(crate) fn serialize<S: Serializer>(v: &[Value], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(v.iter().map(V::from))
+        s.collect_seq(v.iter().map(VRef::from))
     }
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<[Value]>, D::Error> {
         let v: Vec<V> = Vec::deserialize(d)?;
@@ -98,7 +107,7 @@ pub(crate) mod values5 {
     use super::*;
     pub(crate) fn serialize<S: Serializer>(v: &[Value; 5], s: S) -> Result<S::Ok, S::Error> {
         // An array is a tuple in serde (no length), as `deserialize` reads it.
-        v.each_ref().map(V::from).serialize(s)
+        v.each_ref().map(VRef::from).serialize(s)
     }
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[Value; 5], D::Error> {
         let [a, b, c, e, f]: [V; 5] = <[V; 5]>::deserialize(d)?;
@@ -106,14 +115,41 @@ pub(crate) mod values5 {
     }
 }
 
-/// An event as stored: only its non-null fields, by field index.
-#[derive(Serialize, Deserialize)]
+/// An event as stored: only its non-null fields, by field index. Read as this, written as
+/// [`StoredEventRef`].
+#[derive(Deserialize)]
 pub(crate) struct StoredEvent {
     class: u8,
     object: u32,
     line: u64,
     extra: V,
     values: Vec<(u8, V)>,
+}
+
+/// [`StoredEvent`] borrowed from an [`Event`], for writing: the same fields in the same
+/// order, so the same bytes, with nothing copied or allocated.
+#[derive(Serialize)]
+#[serde(rename = "StoredEvent")]
+pub(crate) struct StoredEventRef<'a> {
+    class: u8,
+    object: u32,
+    line: u64,
+    extra: VRef<'a>,
+    values: FieldValues<'a>,
+}
+
+/// An event's non-null fields as `(field index, value)` pairs.
+struct FieldValues<'a>(&'a Event);
+
+impl Serialize for FieldValues<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = s.serialize_seq(Some(self.0.field_count()))?;
+        for (f, v) in self.0.fields() {
+            seq.serialize_element(&(f as u8, VRef::from(v)))?;
+        }
+        seq.end()
+    }
 }
 
 const CLASSES: [Class; 6] = [
@@ -125,17 +161,19 @@ const CLASSES: [Class; 6] = [
     Class::Bot,
 ];
 
-impl StoredEvent {
-    pub(crate) fn from_event(ev: &Event) -> StoredEvent {
-        StoredEvent {
+impl<'a> StoredEventRef<'a> {
+    pub(crate) fn of(ev: &'a Event) -> StoredEventRef<'a> {
+        StoredEventRef {
             class: CLASSES.iter().position(|&c| c == ev.class).unwrap_or(0) as u8,
             object: ev.arrival.object,
             line: ev.arrival.line,
-            extra: V::from(&ev.extra),
-            values: ev.fields().map(|(f, v)| (f as u8, V::from(v))).collect(),
+            extra: VRef::from(&ev.extra),
+            values: FieldValues(ev),
         }
     }
+}
 
+impl StoredEvent {
     /// The event, or `None` when the stored form names an unknown class or field.
     pub(crate) fn into_event(self) -> Option<Event> {
         let class = *CLASSES.get(usize::from(self.class))?;
