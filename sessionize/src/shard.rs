@@ -347,33 +347,50 @@ impl Shard {
             }),
         };
         v.share(&mut ev);
-        // Nearly every event is the visitor's latest so far.
+        // Nearly every event is the visitor's latest so far: appended after the last event
+        // without reading it (it has gone cold since it came; `last_ts` is its time).
         let ts = ev.ts_action();
+        let (len, last_ts, first_end) = (v.events.len(), v.last_ts, v.first_end);
+        let appended = len > 0 && ts > last_ts;
         let pos = match v.events.last() {
-            Some(_) if ts > v.last_ts => v.events.len(),
+            Some(_) if appended => len,
             Some(last) if last.time_key() > ev.time_key() => {
                 v.events.partition_point(|e| e.time_key() <= ev.time_key())
             }
-            _ => v.events.len(),
+            _ => len,
         };
-        if pos == v.events.len() {
+        if pos == len {
             v.last_ts = ts;
         }
         v.events.insert(pos, ev);
-        let was_empty = v.events.len() == 1;
+        let was_empty = len == 0;
         if was_empty {
             v.first_end = 0;
-        } else if pos <= v.first_end + 1 {
+        } else if appended && pos == first_end + 1 {
+            // Appended to a single session: it goes on, or a new one starts after it.
+            if ts.saturating_sub(last_ts) <= self.idle {
+                v.first_end = pos;
+            }
+        } else if pos <= first_end + 1 {
             // Events before `pos` keep their gaps; rescan from the one before it (or from the
             // start when the event went first).
             v.first_end = first_cluster_end(&v.events, pos.saturating_sub(1), self.idle);
         }
-        let deadline = v
-            .events
-            .get(v.first_end)
-            .map_or(i64::MAX, |e| e.ts_action())
-            .saturating_add(self.idle)
-            .saturating_add(self.lateness);
+        let deadline = if !was_empty && pos > first_end && v.first_end == first_end {
+            // The first session still ends with the same event: its deadline stands.
+            v.deadline
+        } else {
+            let ends_at = if v.first_end == pos {
+                ts
+            } else {
+                v.events
+                    .get(v.first_end)
+                    .map_or(i64::MAX, |e| e.ts_action())
+            };
+            ends_at
+                .saturating_add(self.idle)
+                .saturating_add(self.lateness)
+        };
         // A later deadline leaves the visitor filed under the earlier one (see `due`).
         if was_empty || deadline < v.due {
             let vk = v
