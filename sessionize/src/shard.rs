@@ -367,7 +367,8 @@ impl Shard {
         if was_empty {
             v.first_end = 0;
         } else if appended && pos == first_end + 1 {
-            // Appended to a single session: it goes on, or a new one starts after it.
+            // Appended right after the first session's last event (the visitor's open events
+            // were that one session): it goes on, or a new one starts with this event.
             if ts.saturating_sub(last_ts) <= self.idle {
                 v.first_end = pos;
             }
@@ -387,9 +388,7 @@ impl Shard {
                     .get(v.first_end)
                     .map_or(i64::MAX, |e| e.ts_action())
             };
-            ends_at
-                .saturating_add(self.idle)
-                .saturating_add(self.lateness)
+            session_deadline(ends_at, self.idle, self.lateness)
         };
         // A later deadline leaves the visitor filed under the earlier one (see `due`).
         if was_empty || deadline < v.due {
@@ -438,12 +437,11 @@ impl Shard {
                 self.visitors.remove(&vk);
             } else {
                 v.first_end = first_cluster_end(&v.events, 0, self.idle);
-                v.deadline = v
+                let ends_at = v
                     .events
                     .get(v.first_end)
-                    .map_or(i64::MAX, |e| e.ts_action())
-                    .saturating_add(self.idle)
-                    .saturating_add(self.lateness);
+                    .map_or(i64::MAX, |e| e.ts_action());
+                v.deadline = session_deadline(ends_at, self.idle, self.lateness);
                 v.due = v.deadline;
                 self.deadlines.insert((v.deadline, vk));
             }
@@ -788,6 +786,11 @@ pub(crate) fn event_bytes(ev: &Event) -> usize {
             .map(crate::state::value_bytes)
             .sum::<usize>()
         + crate::state::value_bytes(&ev.extra)
+}
+
+/// When a session whose last event is at `ends_at` becomes final.
+fn session_deadline(ends_at: i64, idle: i64, lateness: i64) -> i64 {
+    ends_at.saturating_add(idle).saturating_add(lateness)
 }
 
 /// Index of the last event of the cluster containing `from` (events sorted; a gap longer
